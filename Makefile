@@ -1,0 +1,41 @@
+# One Makefile for the project. Every target sets up what it needs by itself.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-all lint check demo bench gpu-check clean
+
+venv: $(STAMP)
+
+# The virtualenv is rebuilt whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# The default suite: SQLite and a throwaway PostgreSQL 15; no GPU, no slow soak runs.
+test: $(STAMP)
+	scripts/with-postgres.sh $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+check: lint test
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+# The real-GPU check: probe plus the gpu-marked tests (they skip cleanly without a GPU).
+gpu-check: $(STAMP)
+	$(PY) -m agent probe --json
+	$(PY) -m pytest -m gpu -v
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
