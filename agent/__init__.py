@@ -1,0 +1,6 @@
+"""The AITBC miner agent: reads GPUs through NVML, registers them, heartbeats, runs leases.
+
+Nothing happens at import: `cli.main()` builds settings, logging and backends.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,292 @@
+"""Agent settings: defaults < TOML file < `AITBC_AGENT_<SECTION>__<KEY>` environment variables.
+
+Every key is validated and an unknown one is an error naming it (`unknown key 'gpu.bakend'`),
+so a typo never silently falls back to a default. `load_settings(path)` is the one entry point;
+it raises `ConfigError` (exit 78) with every problem found.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/aitbc-agent/agent.toml")
+ENV_PREFIX = "AITBC_AGENT_"
+CREDENTIAL_NAME = "api-key"  # systemd LoadCredential= name
+DEFAULT_IGNORED_XIDS = (13, 31, 43, 45, 68, 109)
+
+
+def _to_price(value: object) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError('a price is a decimal string such as "0.50"')  # noqa: TRY004
+    if isinstance(value, float):
+        value = repr(value)  # TOML floats: go through the shortest decimal text, not binary
+    try:
+        price = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"not a decimal number: {value!r}") from None
+    if not price.is_finite() or price <= 0:
+        raise ValueError("a price must be a finite number > 0")
+    exponent = price.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -8:
+        raise ValueError("a price has at most 8 fractional digits")
+    return price
+
+
+Price = Annotated[Decimal, BeforeValidator(_to_price)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class CoordinatorSettings(_Section):
+    """`[coordinator]`: where the coordinator is and how the agent authenticates."""
+
+    url: str = "http://127.0.0.1:8000"
+    api_key_file: Path | None = None
+    api_key: SecretStr | None = None
+    miner_id: str | None = Field(default=None, min_length=1, max_length=128)
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return value.rstrip("/")
+
+    def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The API key: `api_key`, else `api_key_file`, else the systemd credential `api-key`.
+
+        Returns None when none is configured. Raises `ConfigError` when a configured file
+        cannot be read or is empty.
+        """
+        env = os.environ if environ is None else environ
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        candidates: list[tuple[str, Path]] = []
+        if self.api_key_file is not None:
+            candidates.append(("coordinator.api_key_file", self.api_key_file))
+        elif env.get("CREDENTIALS_DIRECTORY"):
+            path = Path(env["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+            if path.exists():
+                candidates.append((f"credential {CREDENTIAL_NAME!r}", path))
+        for where, path in candidates:
+            try:
+                key = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read {where} {str(path)!r}: {exc.strerror}") from exc
+            if not key:
+                raise ConfigError(f"{where} {str(path)!r} is empty")
+            return key
+        return None
+
+
+class AgentSection(_Section):
+    """`[agent]`: local state and cadence."""
+
+    state_dir: Path = Path("/var/lib/aitbc-agent")
+    heartbeat_interval_s: float = Field(default=10.0, ge=0.5, le=3600)
+    region: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class SimulatedFaultSettings(_Section):
+    """One scheduled fault of a simulated GPU (see `agent.gpu.simulated.SimulatedFault`)."""
+
+    kind: Literal["lost", "xid", "ecc", "driver_unresponsive", "throttle"]
+    at_sample: int = Field(ge=1)
+    unit: int = Field(default=0, ge=0)
+    duration_samples: int = Field(default=1, ge=1)
+    xid: int = Field(default=79, ge=0)
+
+
+class SimulatedGpuSettings(_Section):
+    """One `[[gpu.simulated]]` entry: `count` identical fake GPUs."""
+
+    model: str = Field(min_length=1, max_length=128)
+    memory_mib: int = Field(gt=0, le=16 * 1024 * 1024)
+    count: int = Field(default=1, ge=1, le=1024)
+    compute_capability: str = Field(default="9.0", pattern=r"^\d{1,2}\.\d{1,2}$")
+    power_limit_w: float = Field(default=700.0, gt=0, le=10_000)
+    utilization_pct: list[Annotated[int, Field(ge=0, le=100)]] = Field(
+        default_factory=lambda: [0], min_length=1
+    )
+    faults: list[SimulatedFaultSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _faults_within_count(self) -> SimulatedGpuSettings:
+        for i, fault in enumerate(self.faults):
+            if fault.unit >= self.count:
+                raise ValueError(f"faults[{i}].unit {fault.unit} is not below count {self.count}")
+        return self
+
+
+class GpuSettings(_Section):
+    """`[gpu]`: which backend, list prices, exclusions, simulated GPUs."""
+
+    backend: Literal["nvml", "simulated"] = "nvml"
+    price_per_hour: Price = Decimal("0.50")
+    prices: dict[Annotated[str, Field(min_length=1, max_length=128)], Price] = Field(
+        default_factory=dict
+    )
+    exclude: list[Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list
+    )
+    simulated: list[SimulatedGpuSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _simulated_needs_gpus(self) -> GpuSettings:
+        if self.backend == "simulated" and not self.simulated:
+            raise ValueError('backend = "simulated" needs at least one [[gpu.simulated]] entry')
+        return self
+
+    def price_for(self, model: str | None) -> Decimal:
+        """The list price of a GPU model: `[gpu.prices]` exact name, else `price_per_hour`."""
+        if model is not None and model in self.prices:
+            return self.prices[model]
+        return self.price_per_hour
+
+
+class LeasesSettings(_Section):
+    """`[leases]`: operator hooks run when a lease starts or ends."""
+
+    on_start: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    on_end: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    hook_timeout_s: float = Field(default=60.0, gt=0, le=86_400)
+
+
+class HealthSettings(_Section):
+    """`[health]`: Xids to ignore and how many good samples bring a GPU back."""
+
+    ignore_xids: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: list(DEFAULT_IGNORED_XIDS)
+    )
+    recover_after_ok_samples: int = Field(default=3, ge=1, le=10_000)
+
+
+class MetricsSettings(_Section):
+    """`[metrics]`: the optional Prometheus endpoint (`""` = off)."""
+
+    listen: str = ""
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        if value == "":
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError('must be "host:port", e.g. "127.0.0.1:9400", or ""')
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int] | None:
+        """(host, port) to listen on, or None when disabled."""
+        if not self.listen:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class AgentSettings(BaseSettings):
+    """The whole agent configuration (SPEC §4.2)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+    coordinator: CoordinatorSettings = Field(default_factory=CoordinatorSettings)
+    agent: AgentSection = Field(default_factory=AgentSection)
+    gpu: GpuSettings = Field(default_factory=GpuSettings)
+    leases: LeasesSettings = Field(default_factory=LeasesSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; env must win over it, so env comes first.
+        return env_settings, init_settings
+
+
+def _key_of(loc: tuple[int | str, ...]) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key += f".{part}" if key else part
+    return key
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors(include_url=False):
+        # Discriminated unions add the member type to loc; drop those synthetic parts.
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        key = _key_of(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            problems.append(f"unknown key {key!r}")
+        else:
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"bad value for {key!r}: {msg}")
+    return "; ".join(dict.fromkeys(problems))
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML config file; `ConfigError` when missing, unreadable or malformed."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror}") from exc
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
+
+
+def load_settings(path: Path | str | None = None) -> AgentSettings:
+    """Load settings from defaults, the TOML file at `path` (None: none) and the environment.
+
+    Raises:
+        ConfigError: the file is missing or malformed, or a key is unknown or invalid.
+    """
+    data = read_toml(Path(path)) if path is not None else {}
+    try:
+        return AgentSettings(**data)
+    except ValidationError as exc:
+        where = f" in {str(path)!r} or {ENV_PREFIX}* environment" if path else ""
+        raise ConfigError(f"invalid configuration{where}: {_describe(exc)}") from exc

@@ -1,0 +1,74 @@
+"""The agent's error tree; `cli.main` maps it to exit codes.
+
+This module imports only the standard library, so `agent/gpu/` (which must run on a bare GPU
+host with `python3` alone) can raise these errors too.
+
+```
+AgentError                          exit 1 unless a subclass says otherwise
+├── ConfigError                     exit 78 (EX_CONFIG): bad or unknown key, unreadable file
+├── GpuAccessError                  exit 69 (EX_UNAVAILABLE): NVML cannot be used at all
+│   ├── NvmlLibraryNotFoundError    libnvidia-ml.so.1 is not installed / not on the loader path
+│   ├── NvmlDriverMismatchError     nvmlInit: LIB_RM_VERSION_MISMATCH (driver upgraded, no reboot)
+│   └── NvmlBindingError            the `pynvml` module is not the official nvidia-ml-py binding
+├── CoordinatorUnavailableError     transport error, timeout or 5xx: retry later with backoff
+└── CoordinatorRejectedError        4xx: the coordinator said no; do not retry blindly
+```
+
+A value a GPU cannot report is `None`, never an exception; these errors are for whole-agent
+conditions only.
+"""
+
+from __future__ import annotations
+
+EX_OK = 0
+EX_SOFTWARE = 70
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
+
+
+class AgentError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(AgentError):
+    """The configuration file or environment is invalid; the message names the key."""
+
+    exit_code = EX_CONFIG
+
+
+class GpuAccessError(AgentError):
+    """The GPUs cannot be read at all (as opposed to one field or one GPU)."""
+
+    exit_code = EX_UNAVAILABLE
+
+
+class NvmlLibraryNotFoundError(GpuAccessError):
+    """`libnvidia-ml.so.1` could not be loaded (no NVIDIA driver, or not on the loader path)."""
+
+
+class NvmlDriverMismatchError(GpuAccessError):
+    """The kernel driver and the user-space NVML library differ (reboot after an upgrade)."""
+
+
+class NvmlBindingError(GpuAccessError):
+    """The importable `pynvml` is not the official `nvidia-ml-py` binding."""
+
+
+class CoordinatorUnavailableError(AgentError):
+    """The coordinator could not be reached or failed (transport, timeout, 5xx): retry later."""
+
+
+class CoordinatorRejectedError(AgentError):
+    """The coordinator refused a request (4xx); retrying the same request will not help.
+
+    Attributes:
+        status_code: the HTTP status the coordinator answered with.
+        detail: the coordinator's `detail` sentence, when it sent one.
+    """
+
+    def __init__(self, message: str, *, status_code: int, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = detail
