@@ -1,0 +1,47 @@
+"""`aitbc-coordinator serve [--host --port --database-url]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from pydantic import ValidationError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aitbc-coordinator", description="AITBC coordinator")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", help="listen address (COORDINATOR_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (COORDINATOR_PORT, default 8000)")
+    serve.add_argument("--database-url", help="SQLAlchemy URL (COORDINATOR_DATABASE_URL)")
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    from coordinator_stub.app import create_app
+    from coordinator_stub.config import CoordinatorSettings
+
+    overrides = {
+        key: value
+        for key, value in (
+            ("host", args.host),
+            ("port", args.port),
+            ("database_url", args.database_url),
+        )
+        if value is not None
+    }
+    try:
+        settings = CoordinatorSettings(**overrides)
+    except ValidationError:
+        return 78
+    from coordinator_stub.db import Database
+
+    Database.redact(settings.database_url)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+    return 0

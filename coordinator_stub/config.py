@@ -1,0 +1,74 @@
+"""Coordinator settings: `COORDINATOR_*` environment variables, overridable by `serve` flags."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROLES = ("admin", "miner", "client")
+
+
+class BootstrapKey:
+    """One `role:subject:key` entry of COORDINATOR_BOOTSTRAP_KEYS."""
+
+    __slots__ = ("key", "role", "subject")
+
+    def __init__(self, role: str, subject: str, key: str) -> None:
+        self.role = role
+        self.subject = subject
+        self.key = key
+
+    def __repr__(self) -> str:  # never print the key itself
+        return f"BootstrapKey(role={self.role!r}, subject={self.subject!r}, key=***)"
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{Path.cwd() / 'coordinator.db'}"
+
+
+class CoordinatorSettings(BaseSettings):
+    """Every knob of the coordinator, with the defaults of SPEC §2."""
+
+    model_config = SettingsConfigDict(env_prefix="COORDINATOR_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    database_url: str = Field(default_factory=default_database_url)
+    bootstrap_keys: str = ""
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    offline_after_s: float = Field(default=30.0, gt=0)
+    lease_fault_grace_s: float = Field(default=300.0, ge=0)
+    refund_ratio: Decimal = Field(default=Decimal("0.5"), ge=0, le=1)
+    stakers_share: Decimal = Field(default=Decimal("0.05"), ge=0, le=1)
+    unbonding_period_s: float = Field(default=604800.0, ge=0)
+    min_stake: Decimal = Field(default=Decimal("100"), ge=0)
+    sweep_interval_s: float = Field(default=1.0, gt=0)
+    lease_poll_interval_s: float = Field(default=0.2, gt=0)
+    db_pool_size: int = Field(default=10, ge=1)
+    log_level: str = "info"
+
+    @field_validator("bootstrap_keys")
+    @classmethod
+    def _check_bootstrap_keys(cls, value: str) -> str:
+        parse_bootstrap_keys(value)
+        return value
+
+    def parsed_bootstrap_keys(self) -> list[BootstrapKey]:
+        return parse_bootstrap_keys(self.bootstrap_keys)
+
+
+def parse_bootstrap_keys(value: str) -> list[BootstrapKey]:
+    """Parse `role:subject:key,...`; a malformed entry is an error that names its position."""
+    keys: list[BootstrapKey] = []
+    for position, raw in enumerate(filter(None, (p.strip() for p in value.split(","))), 1):
+        parts = raw.split(":", 2)
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"bootstrap key #{position} is not role:subject:key")
+        role, subject, key = parts
+        if role not in ROLES:
+            raise ValueError(f"bootstrap key #{position} has unknown role {role!r}")
+        keys.append(BootstrapKey(role, subject, key))
+    return keys

@@ -1,0 +1,105 @@
+"""Engine and sessions from `database_url`: SQLite (WAL) by default, PostgreSQL to scale out.
+
+SQLite: every write transaction starts with `BEGIN IMMEDIATE`, so two writers never deadlock on a
+lock upgrade; readers use a plain deferred `BEGIN` and, in WAL mode, never block writers.
+PostgreSQL: READ COMMITTED; invariants are held by unique indexes and compare-and-set updates
+whose row counts are checked, so they hold across coordinator processes too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from coordinator_stub.models import Base
+
+_IMMEDIATE = "sqlite_immediate"
+
+
+class Database:
+    """Owns the engine and hands out read and write sessions."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.engine = _make_engine(url, pool_size=pool_size)
+        writer = (
+            self.engine.execution_options(**{_IMMEDIATE: True}) if self.is_sqlite else self.engine
+        )
+        self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._write = sessionmaker(bind=writer, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        """Create missing tables and indexes (idempotent; safe when processes race at start)."""
+        with self.engine.begin() as conn:
+            if self.engine.dialect.name == "postgresql":
+                # Serialise concurrent create_all across coordinator processes.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(424242)")
+            Base.metadata.create_all(conn)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back on any exception."""
+        with self._write() as session, session.begin():
+            yield session
+
+    @staticmethod
+    def redact(url: str) -> str:
+        """The URL without its password, for logs."""
+        return make_url(url).render_as_string(hide_password=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def insert_or_ignore(
+    session: Session, model: type[Base], values: dict[str, Any], index_elements: list[str]
+) -> bool:
+    """INSERT unless a row with the same key exists; True when a row was inserted.
+
+    Race-free on both databases (ON CONFLICT DO NOTHING), unlike a SELECT-then-INSERT.
+    """
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=index_elements)
+    return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+
+def _make_engine(url: str, *, pool_size: int) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=20,
+        )
+        _install_sqlite_hooks(engine)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+
+
+def _install_sqlite_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event emit BEGIN itself (pysqlite's implicit BEGIN is deferred).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

@@ -1,0 +1,101 @@
+"""FastAPI dependencies: settings, database, clock, and who is calling (SPEC §2 auth rules)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from coordinator_stub.auth import KeyCache, Principal
+from coordinator_stub.config import CoordinatorSettings
+from coordinator_stub.db import Database
+from coordinator_stub.errors import ForbiddenError, UnauthorizedError
+
+
+def get_settings(request: Request) -> CoordinatorSettings:
+    settings: CoordinatorSettings = request.app.state.settings
+    return settings
+
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_now(request: Request) -> datetime:
+    """The request's one 'now' (the app's clock; tests may install a fake one)."""
+    now: datetime = request.app.state.clock()
+    return now
+
+
+SettingsDep = Annotated[CoordinatorSettings, Depends(get_settings)]
+DbDep = Annotated[Database, Depends(get_db)]
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def _presented_key(request: Request) -> str:
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return ""
+
+
+def get_optional_principal(request: Request, db: DbDep) -> Principal | None:
+    """The caller, or None when no key (or an empty one) was sent. A bad key is a 401."""
+    key = _presented_key(request)
+    if not key:
+        return None
+    cache: KeyCache = request.app.state.key_cache
+    with db.read() as session:
+        principal = cache.lookup(session, key)
+    if principal is None:
+        raise UnauthorizedError("invalid API key")
+    return principal
+
+
+OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
+
+
+def get_principal(principal: OptionalPrincipalDep) -> Principal:
+    if principal is None:
+        raise UnauthorizedError("an API key is required (X-Api-Key header)")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require_role(*roles: str) -> object:
+    """A dependency admitting the given roles; admin may do anything a miner or client may."""
+
+    def dependency(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles and not principal.is_admin:
+            raise ForbiddenError(f"this call needs a {' or '.join(roles)} key")
+        return principal
+
+    return Depends(dependency)
+
+
+def get_miner(
+    principal: Annotated[Principal, require_role("miner")],
+    x_miner_id: Annotated[str | None, Header(max_length=128)] = None,
+) -> Principal:
+    """The acting miner. For a miner key, `X-Miner-ID` absent or `default` means the bound id;
+    any other value must equal it. An admin acts as the miner named in `X-Miner-ID`."""
+    if principal.is_admin:
+        if x_miner_id and x_miner_id != "default":
+            return Principal(role="miner", subject=x_miner_id)
+        return principal
+    if x_miner_id and x_miner_id not in ("default", principal.subject):
+        raise ForbiddenError("X-Miner-ID does not match the miner this key is bound to")
+    return principal
+
+
+AdminDep = Annotated[Principal, require_role("admin")]
+ClientDep = Annotated[Principal, require_role("client")]
+MinerDep = Annotated[Principal, Depends(get_miner)]

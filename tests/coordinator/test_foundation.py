@@ -1,0 +1,77 @@
+"""Auth, ledger and liveness basics that every other coordinator feature stands on."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from coordinator_stub.ledger import conservation
+from tests.support import ADMIN_KEY, CLIENT_KEY, MINER_KEY, auth
+
+
+def test_health_ready_answers_when_database_is_up(client: TestClient) -> None:
+    assert client.get("/health").json()["status"] == "ok"
+    assert client.get("/health/ready").status_code == 200
+
+
+def test_admin_credit_enters_money_and_conservation_holds(client: TestClient) -> None:
+    resp = client.post(
+        "/v1/admin/accounts/alice/credit", json={"amount": "12.5"}, headers=auth(ADMIN_KEY)
+    )
+    assert resp.status_code == 200
+    assert resp.json()["balance"] == "12.50000000"
+    me = client.get("/v1/accounts/me", headers=auth(CLIENT_KEY)).json()
+    assert me == {
+        "subject": "alice",
+        "role": "client",
+        "balance": "12.50000000",
+        "escrowed": "0.00000000",
+        "staked": "0.00000000",
+    }
+    with client.app.state.db.read() as session:  # type: ignore[attr-defined]
+        check = conservation(session)
+    assert check.holds
+    assert str(check.credited) == "12.50000000"
+
+
+def test_credit_rejects_bad_amounts(client: TestClient) -> None:
+    for amount in ["-1", "NaN", "Infinity", "0.000000001", True, "abc"]:
+        resp = client.post(
+            "/v1/admin/accounts/alice/credit", json={"amount": amount}, headers=auth(ADMIN_KEY)
+        )
+        assert resp.status_code == 422, amount
+
+
+def test_roles_and_keys_are_enforced(client: TestClient) -> None:
+    assert client.post("/v1/admin/accounts/x/credit", json={"amount": 1}).status_code == 401
+    resp = client.post("/v1/admin/accounts/x/credit", json={"amount": 1}, headers=auth(CLIENT_KEY))
+    assert resp.status_code == 403
+    assert client.get("/v1/accounts/me", headers=auth("nope")).status_code == 401
+    bearer = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    assert client.get("/v1/accounts/me", headers=bearer).json()["subject"] == "alice"
+
+
+def test_admin_issues_a_working_key_shown_once(client: TestClient) -> None:
+    resp = client.post(
+        "/v1/admin/api-keys", json={"role": "client", "subject": "carol"}, headers=auth(ADMIN_KEY)
+    )
+    assert resp.status_code == 201
+    key = resp.json()["api_key"]
+    assert client.get("/v1/accounts/me", headers=auth(key)).json()["subject"] == "carol"
+
+
+def test_miner_id_header_must_match_the_key(client: TestClient) -> None:
+    ok = client.post(
+        "/v1/miners/register", json={}, headers={**auth(MINER_KEY), "X-Miner-ID": "default"}
+    )
+    assert ok.status_code == 200
+    assert ok.json()["miner_id"] == "host-01"
+    bad = client.post(
+        "/v1/miners/register", json={}, headers={**auth(MINER_KEY), "X-Miner-ID": "other"}
+    )
+    assert bad.status_code == 403
+
+
+def test_heartbeat_before_register_is_404(client: TestClient) -> None:
+    resp = client.post("/v1/miners/heartbeat", json={}, headers=auth(MINER_KEY))
+    assert resp.status_code == 404
+    assert resp.json() == {"detail": "miner not registered"}

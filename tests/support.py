@@ -1,0 +1,129 @@
+"""Shared test helpers: free ports, a settable clock, PostgreSQL databases, live coordinators."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PG_URL_ENV = "COORDINATOR_TEST_PG_URL"
+
+ADMIN_KEY = "test-admin-key"
+MINER_KEY = "test-miner-key"
+MINER2_KEY = "test-miner2-key"
+CLIENT_KEY = "test-client-key"
+CLIENT2_KEY = "test-client2-key"
+BOOTSTRAP_KEYS = (
+    f"admin:ops:{ADMIN_KEY},miner:host-01:{MINER_KEY},miner:host-02:{MINER2_KEY},"
+    f"client:alice:{CLIENT_KEY},client:bob:{CLIENT2_KEY}"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FakeClock:
+    """A clock the test moves by hand; the app reads it through `create_app(clock=...)`."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> datetime:
+        self.now += timedelta(**kwargs)
+        return self.now
+
+
+def postgres_base_url() -> str:
+    url = os.environ.get(PG_URL_ENV)
+    if not url:
+        pytest.skip(f"{PG_URL_ENV} not set (make test starts a throwaway PostgreSQL)")
+    return url
+
+
+def fresh_postgres_database() -> str:
+    """Create an empty database on the test server; returns its SQLAlchemy URL."""
+    import psycopg
+
+    base = postgres_base_url()
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    plain = base.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base.rsplit("/", 1)[0] + f"/{name}"
+
+
+def database_url(kind: str, tmp_path: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'coordinator.db'}"
+    return fresh_postgres_database()
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"X-Api-Key": key}
+
+
+@contextmanager
+def live_coordinator(
+    db_url: str, *, port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """A real `aitbc-coordinator serve` process on a loopback port; yields its base URL."""
+    port = port or free_port()
+    full_env = {
+        **os.environ,
+        "COORDINATOR_BOOTSTRAP_KEYS": BOOTSTRAP_KEYS,
+        "COORDINATOR_DATABASE_URL": db_url,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
+        env=full_env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base, proc)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def wait_until_healthy(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"coordinator exited with {proc.returncode}: {err[-2000:]}")
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"coordinator at {base} not ready after {timeout_s}s")
