@@ -1,0 +1,209 @@
+"""`aitbc-agent`: run / probe / status / config check; the only place that catches everything.
+
+Exit codes: 0 ok, 1 other agent error, 69 no GPU access (EX_UNAVAILABLE), 70 a bug
+(EX_SOFTWARE), 78 bad configuration (EX_CONFIG). stdout carries only command output; logs go to
+stderr.
+
+`run` calls `agent.daemon.run(settings, config_path=PATH) -> int` and `status` calls
+`agent.status_cmd.main(settings, as_json=BOOL) -> int`; both are imported only when used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent import __version__
+from agent.config import DEFAULT_CONFIG_PATH, AgentSettings, load_settings
+from agent.errors import EX_SOFTWARE, AgentError
+from agent.log import LEVELS, configure_logging, get_logger
+
+log = get_logger("agent.cli")
+
+
+def _config_path(args: argparse.Namespace, *, must_exist: bool) -> Path | None:
+    """The --config path; without one, the default path if it exists (else defaults + env)."""
+    if args.config is not None:
+        return Path(args.config)
+    if must_exist or DEFAULT_CONFIG_PATH.exists():
+        return DEFAULT_CONFIG_PATH
+    return None
+
+
+def _load(
+    args: argparse.Namespace, *, must_exist: bool = False
+) -> tuple[AgentSettings, Path | None]:
+    path = _config_path(args, must_exist=must_exist)
+    return load_settings(path), path
+
+
+def _late_command(module: str, function: str) -> Callable[..., Any] | None:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        return None
+    fn: Callable[..., Any] = getattr(mod, function)
+    return fn
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Start the daemon (agent/daemon.py)."""
+    settings, path = _load(args)
+    run = _late_command("agent.daemon", "run")
+    if run is None:
+        sys.stderr.write(
+            "aitbc-agent run: the daemon is not part of this build (no agent.daemon)\n"
+        )
+        return 1
+    return int(run(settings, config_path=path) or 0)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show GPUs, leases and the last heartbeat from the state directory."""
+    settings, _ = _load(args)
+    status = _late_command("agent.status_cmd", "main")
+    if status is None:
+        sys.stderr.write("aitbc-agent status: not part of this build (no agent.status_cmd)\n")
+        return 1
+    return int(status(settings, as_json=args.json) or 0)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Read every configured GPU once and print a table or the JSON document."""
+    from agent.gpu import make_backend
+    from agent.gpu.probe import probe_document
+
+    settings, _ = _load(args)
+    backend = make_backend(settings.gpu, settings.health)
+    system = backend.open()
+    try:
+        samples = backend.sample()
+        doc = probe_document(backend.kind, system, backend.gpus(), samples)
+    finally:
+        backend.close()
+    log.info("probe_finished", backend=backend.kind, gpus=len(doc["gpus"]))
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        _print_table(doc)
+    return 0
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.0f}{unit}"
+    return f"{value}{unit}"
+
+
+def _print_table(doc: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    title = (
+        f"{doc['backend']} · driver {doc['driver_version'] or '—'}"
+        f" · CUDA {doc['cuda_driver_version'] or '—'}"
+    )
+    table = Table(title=title)
+    for column in ("#", "model", "uuid", "memory MiB", "util", "temp", "power", "health"):
+        table.add_column(column, no_wrap=column in ("uuid", "#"))
+    colours = {"ok": "green", "degraded": "yellow", "unhealthy": "red", "lost": "red"}
+    for g in doc["gpus"]:
+        memory = f"{_fmt(g['memory_used_mib'])} / {_fmt(g['memory_total_mib'])}"
+        health = g["health"] or "—"
+        if g["health_reason"]:
+            health += f" ({g['health_reason']})"
+        colour = colours.get(g["health"] or "", "white")
+        table.add_row(
+            str(g["index"]),
+            g["name"] or "—",
+            g["uuid"] or "—",
+            memory,
+            _fmt(g["utilization_pct"], " %"),
+            _fmt(g["temperature_c"], " °C"),
+            _fmt(g["power_draw_w"], " W"),
+            f"[{colour}]{health}[/{colour}]",
+        )
+        for m in g["mig_devices"]:
+            table.add_row(
+                f" {g['index']}.{m['index']}",
+                f"  MIG {m['profile'] or '?'}",
+                m["uuid"] or "—",
+                _fmt(m["memory_total_mib"]),
+                "",
+                "",
+                "",
+                "",
+            )
+    if not doc["gpus"]:
+        table.caption = "no GPUs"
+    Console(file=sys.stdout).print(table)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    """Validate a config file; print a one-line summary."""
+    settings, path = _load(args, must_exist=True)
+    summary = f"gpu backend {settings.gpu.backend}, coordinator {settings.coordinator.url}"
+    sys.stdout.write(f"{path}: ok ({summary})\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="aitbc-agent", description="AITBC GPU miner agent")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", choices=LEVELS, default="info")
+    parser.add_argument(
+        "--log-json", action="store_true", default=None, help="JSON log lines even on a TTY"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> Any:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument(
+            "--config", metavar="PATH", help=f"config file (default {DEFAULT_CONFIG_PATH})"
+        )
+        p.set_defaults(func=func)
+        return p
+
+    command("run", cmd_run, "run the agent daemon")
+    probe = command("probe", cmd_probe, "read the GPUs once and print them")
+    probe.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    status = command("status", cmd_status, "show the agent's state")
+    status.add_argument("--json", action="store_true")
+    config = sub.add_parser("config", help="configuration commands")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file")
+    check.add_argument(
+        "--config", metavar="PATH", help=f"config file (default {DEFAULT_CONFIG_PATH})"
+    )
+    check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `aitbc-agent` and `python -m agent`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, json=args.log_json)
+    try:
+        code: int = args.func(args)
+    except AgentError as exc:
+        # An expected failure: the message says what to fix; a traceback would only hide it.
+        log.error(  # noqa: TRY400
+            "command_failed", command=args.command, error=str(exc), exit_code=exc.exit_code
+        )
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # the one catch-all: a bug must still exit non-zero with a trace in the log
+        log.exception("command_crashed", command=args.command)
+        return EX_SOFTWARE
+    return code
