@@ -151,6 +151,9 @@ class Gpu(Base):
     price_per_hour: Mapped[Decimal] = mapped_column(Money)  # the miner's list price
     health: Mapped[str] = mapped_column(String(16), default="ok")
     health_reason: Mapped[str | None] = mapped_column(String(256))
+    # When the agent first reported it unhealthy/lost (None while ok/degraded): the provider-fault
+    # rule measures how long a booked GPU has been offline from here.
+    unhealthy_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
     utilization_pct: Mapped[float | None] = mapped_column(Float)
     memory_used_mib: Mapped[float | None] = mapped_column(Float)
     temperature_c: Mapped[float | None] = mapped_column(Float)
@@ -182,6 +185,8 @@ class Booking(Base):
         Index("ix_bookings_status_end", "status", "end_time"),
         Index("ix_bookings_client_created", "client_id", "created_at"),
         Index("ix_bookings_miner_created", "miner_id", "created_at"),
+        # A miner's desired leases (active, or ended recently) on every heartbeat and long poll.
+        Index("ix_bookings_miner_ended", "miner_id", "ended_at"),
         Index("ix_bookings_gpu_created", "gpu_id", "created_at"),
     )
 
@@ -241,6 +246,21 @@ class Stake(Base):
     lock_ends_at: Mapped[datetime] = mapped_column(UtcDateTime)
     unbonding_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class StakeReward(Base):
+    """One stake's part of one reward distribution (the history behind `Stake.rewards`)."""
+
+    __tablename__ = "stake_rewards"
+    __table_args__ = (Index("ix_stake_rewards_stake", "stake_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stake_id: Mapped[str] = mapped_column(ForeignKey("stakes.id"))
+    miner_id: Mapped[str] = mapped_column(String(128))
+    amount: Mapped[Decimal] = mapped_column(Money)
+    ref: Mapped[str | None] = mapped_column(String(64))  # what was settled (a booking id)
+    tx_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Offer(Base):
