@@ -45,6 +45,12 @@ class CoordinatorSettings(BaseSettings):
     stakers_share: Decimal = Field(default=Decimal("0.05"), ge=0, le=1)
     unbonding_period_s: float = Field(default=604800.0, ge=0)
     min_stake: Decimal = Field(default=Decimal("100"), ge=0)
+    # Market-balance pricing (SPEC §3.9): m = clamp(1 + k·(u − u_target) + k_d·d, m_min, m_max).
+    pricing_k: Decimal = Field(default=Decimal("1"), ge=0)
+    pricing_u_target: Decimal = Field(default=Decimal("0.6"), ge=0, le=1)
+    pricing_k_d: Decimal = Field(default=Decimal("0.1"), ge=0)
+    pricing_m_min: Decimal = Field(default=Decimal("0.8"), gt=0)
+    pricing_m_max: Decimal = Field(default=Decimal("2.0"), gt=0)
     sweep_interval_s: float = Field(default=1.0, gt=0)
     lease_poll_interval_s: float = Field(default=0.2, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
