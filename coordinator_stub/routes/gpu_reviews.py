@@ -1,0 +1,112 @@
+"""GPU reviews (SPEC §3.7): public reading, posting by clients who booked the GPU."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from coordinator_stub import reviews
+from coordinator_stub.clock import rfc3339
+from coordinator_stub.deps import ClientDep, DbDep, NowDep
+from coordinator_stub.errors import NotFoundError
+from coordinator_stub.gpu_view import average_rating
+from coordinator_stub.routes.inputs import MAX_LIMIT, MAX_OFFSET, LongText, is_id_shaped
+
+router = APIRouter(tags=["marketplace_gpu"])
+
+
+class ReviewIn(BaseModel):
+    rating: int = Field(ge=1, le=5)
+    comment: LongText | None = None
+
+
+class ReviewAddedOut(BaseModel):
+    status: Literal["review_added"] = "review_added"
+    gpu_id: str
+    review_id: str
+    booking_id: str
+    average_rating: float
+    total_reviews: int
+
+
+class ReviewOut(BaseModel):
+    review_id: str
+    rating: int
+    comment: str | None
+    user: str
+    date: str
+
+
+class ReviewsOut(BaseModel):
+    gpu_id: str
+    average_rating: float
+    total_reviews: int
+    reviews: list[ReviewOut]
+
+
+def _check_id(gpu_id: str) -> None:
+    if not is_id_shaped(gpu_id):
+        raise NotFoundError(f"GPU {gpu_id} not found")
+
+
+@router.get("/gpu/{gpu_id}/reviews", responses={404: {"description": "unknown GPU"}})
+def list_gpu_reviews(
+    gpu_id: str,
+    db: DbDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> ReviewsOut:
+    """The GPU's reviews, newest first, at most `limit` of them."""
+    _check_id(gpu_id)
+    with db.read() as session:
+        gpu = reviews.live_gpu(session, gpu_id)
+        rows = reviews.list_reviews(session, gpu_id=gpu_id, limit=limit, offset=offset)
+        return ReviewsOut(
+            gpu_id=gpu_id,
+            average_rating=average_rating(gpu.rating_sum, gpu.total_reviews),
+            total_reviews=gpu.total_reviews,
+            reviews=[
+                ReviewOut(
+                    review_id=row.id,
+                    rating=row.rating,
+                    comment=row.comment,
+                    user=row.client_id,
+                    date=rfc3339(row.created_at) or "",
+                )
+                for row in rows
+            ],
+        )
+
+
+@router.post(
+    "/gpu/{gpu_id}/reviews",
+    status_code=201,
+    responses={
+        403: {"description": "you never booked this GPU"},
+        404: {"description": "unknown GPU"},
+        409: {"description": "every booking of yours on it is reviewed"},
+    },
+)
+def add_gpu_review(
+    gpu_id: str, body: ReviewIn, client: ClientDep, db: DbDep, now: NowDep
+) -> ReviewAddedOut:
+    """Review a GPU you booked: one review per booking (`comment` may be null)."""
+    _check_id(gpu_id)
+    with db.write() as session:
+        added = reviews.add_review(
+            session,
+            gpu_id=gpu_id,
+            client_id=client.subject,
+            rating=body.rating,
+            comment=body.comment,
+            now=now,
+        )
+    return ReviewAddedOut(
+        gpu_id=gpu_id,
+        review_id=added.review.id,
+        booking_id=added.review.booking_id,
+        average_rating=average_rating(added.rating_sum, added.total_reviews),
+        total_reviews=added.total_reviews,
+    )

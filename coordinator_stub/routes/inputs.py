@@ -1,0 +1,35 @@
+"""Input types shared by the marketplace routes: the limits of SPEC §2, checked before the database.
+
+PostgreSQL refuses text with NUL characters (a driver error, i.e. a 500), so every free-text
+input goes through `Text`, which turns one into a 422. Ids in paths are checked by `is_id_shaped`:
+anything that cannot be one of our ids is simply not found (404), without asking the database.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+_ID_SHAPE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+Name = Annotated[Text, Field(min_length=1, max_length=128)]
+Region = Annotated[Text, Field(max_length=64)]
+LongText = Annotated[Text, Field(max_length=2000)]
+Capability = Annotated[Text, Field(max_length=64)]
+
+MAX_LIMIT = 500
+MAX_OFFSET = 1_000_000_000
+
+
+def is_id_shaped(value: str) -> bool:
+    return _ID_SHAPE.fullmatch(value) is not None
