@@ -117,7 +117,7 @@ def _print_table(doc: dict[str, Any]) -> None:
         table.add_column(column, no_wrap=column in ("uuid", "#"))
     colours = {"ok": "green", "degraded": "yellow", "unhealthy": "red", "lost": "red"}
     for g in doc["gpus"]:
-        memory = f"{_fmt(g['memory_used_mib'])} / {_fmt(g['memory_total_mib'])}"
+        memory = f"{_fmt(g['memory_used_mib'])}/{_fmt(g['memory_total_mib'])}"
         health = g["health"] or "—"
         if g["health_reason"]:
             health += f" ({g['health_reason']})"
@@ -145,7 +145,9 @@ def _print_table(doc: dict[str, Any]) -> None:
             )
     if not doc["gpus"]:
         table.caption = "no GPUs"
-    Console(file=sys.stdout).print(table)
+    # Off a terminal rich assumes 80 columns; uuids and model names need more to stay whole.
+    width = None if sys.stdout.isatty() else 160
+    Console(file=sys.stdout, width=width).print(table)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
