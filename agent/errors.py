@@ -11,7 +11,8 @@ AgentError                          exit 1 unless a subclass says otherwise
 │   ├── NvmlDriverMismatchError     nvmlInit: LIB_RM_VERSION_MISMATCH (driver upgraded, no reboot)
 │   └── NvmlBindingError            the `pynvml` module is not the official nvidia-ml-py binding
 ├── CoordinatorUnavailableError     transport error, timeout or 5xx: retry later with backoff
-└── CoordinatorRejectedError        4xx: the coordinator said no; do not retry blindly
+├── CoordinatorRejectedError        4xx: the coordinator said no; do not retry blindly
+└── StateError                      exit 74 (EX_IOERR): the state file cannot be read or written
 ```
 
 A value a GPU cannot report is `None`, never an exception; these errors are for whole-agent
@@ -23,6 +24,7 @@ from __future__ import annotations
 EX_OK = 0
 EX_SOFTWARE = 70
 EX_UNAVAILABLE = 69
+EX_IOERR = 74
 EX_CONFIG = 78
 
 
@@ -72,3 +74,9 @@ class CoordinatorRejectedError(AgentError):
         super().__init__(message)
         self.status_code = status_code
         self.detail = detail
+
+
+class StateError(AgentError):
+    """The state file cannot be read, parsed or written (full or read-only disk, damage)."""
+
+    exit_code = EX_IOERR

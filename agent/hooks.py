@@ -1,0 +1,105 @@
+"""Operator hooks: `[leases] on_start` / `on_end` argv, run with the lease in the environment.
+
+A hook gets `AITBC_LEASE_ID`, `AITBC_GPU_UUID`, `AITBC_GPU_INDEX`, `AITBC_CLIENT_ID` and
+`AITBC_LEASE_END` (RFC 3339 UTC) on top of the agent's environment; its stdout and stderr go to
+the agent's stderr (the journal), never to the agent's stdout. A hook that overruns
+`hook_timeout_s` is killed with its whole process group. The at-most-once guarantee lives in the
+caller: it records `starting` / `stopping` in the state file before calling `run_hook`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+_STDERR_FD = 2
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    """How a hook ended."""
+
+    exit_code: int | None  # None when it could not be started or was killed on timeout
+    duration_s: float
+    timed_out: bool = False
+    error: str | None = None  # why it could not be started
+
+    @property
+    def ok(self) -> bool:
+        """True when the hook ran and exited 0 (or there was no hook)."""
+        return self.exit_code == 0
+
+    def describe(self) -> str:
+        """A short sentence for logs and ack details."""
+        if self.error is not None:
+            return f"could not run: {self.error}"
+        if self.timed_out:
+            return f"timed out after {self.duration_s:.1f}s"
+        return f"exited {self.exit_code}"
+
+
+def rfc3339(moment: datetime) -> str:
+    """`2026-11-26T03:56:14.838070Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def lease_env(
+    *,
+    booking_id: str,
+    gpu_uuid: str,
+    gpu_index: int | None,
+    client_id: str | None,
+    end_time: datetime,
+) -> dict[str, str]:
+    """The `AITBC_*` variables a hook sees."""
+    return {
+        "AITBC_LEASE_ID": booking_id,
+        "AITBC_GPU_UUID": gpu_uuid,
+        "AITBC_GPU_INDEX": "" if gpu_index is None else str(gpu_index),
+        "AITBC_CLIENT_ID": client_id or "",
+        "AITBC_LEASE_END": rfc3339(end_time),
+    }
+
+
+def run_hook(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    timeout_s: float,
+    base_env: Mapping[str, str] | None = None,
+) -> HookResult:
+    """Run `argv` to completion (or `timeout_s`); an empty argv is a successful no-op."""
+    started = time.monotonic()
+    if not argv:
+        return HookResult(exit_code=0, duration_s=0.0)
+    full_env = {**(os.environ if base_env is None else base_env), **env}
+    try:
+        proc = subprocess.Popen(  # noqa: S603 - the operator's own configured command
+            list(argv),
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=_STDERR_FD,  # the hook's output joins the agent's log stream, not stdout
+            stderr=_STDERR_FD,
+            start_new_session=True,  # its own process group, so a timeout kills its children
+            close_fds=True,
+        )
+    except OSError as exc:
+        return HookResult(
+            exit_code=None,
+            duration_s=time.monotonic() - started,
+            error=f"{argv[0]}: {exc.strerror or exc}",
+        )
+    try:
+        code = proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return HookResult(exit_code=None, duration_s=time.monotonic() - started, timed_out=True)
+    return HookResult(exit_code=code, duration_s=time.monotonic() - started)
