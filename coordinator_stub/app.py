@@ -15,6 +15,7 @@ from coordinator_stub.clock import utcnow
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.db import Database
 from coordinator_stub.errors import DomainError
+from coordinator_stub.lease_wakeups import LeaseHub
 from coordinator_stub.routes import ROUTERS
 from coordinator_stub.sweeper import Sweeper
 
@@ -36,6 +37,9 @@ def create_app(
         app.state.db = db
         sweeper = Sweeper(db, settings, clock, bookkeeping.sweep_tasks())
         app.state.sweeper = sweeper
+        lease_hub = LeaseHub(db, settings)
+        lease_hub.start()
+        app.state.lease_hub = lease_hub
         if run_sweeper:
             sweeper.start()
         try:
@@ -43,6 +47,7 @@ def create_app(
         finally:
             if run_sweeper:
                 sweeper.stop()
+            lease_hub.stop()
             db.dispose()
 
     app = FastAPI(

@@ -21,6 +21,7 @@ def bootstrap(db: Database, settings: CoordinatorSettings, now: datetime) -> Non
 
 def sweep_tasks() -> list[SweepFn]:
     """Everything time alone can end: expired bookings, provider faults."""
-    from coordinator_stub import bookings
+    from coordinator_stub import bookings, faults
 
-    return [bookings.sweep]
+    # Expiry first: a booking that has run out completes rather than failing on a late fault.
+    return [bookings.sweep, faults.ProviderFaultSweep()]

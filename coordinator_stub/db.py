@@ -8,7 +8,7 @@ whose row counts are checked, so they hold across coordinator processes too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,6 +52,10 @@ class Database:
         """One transaction: committed when the block ends, rolled back on any exception."""
         with self._write() as session, session.begin():
             yield session
+
+    def on_write_commit(self, listener: Callable[[Session], None]) -> None:
+        """Call `listener(session)` after each write transaction commits (wakes lease polls)."""
+        event.listen(self._write, "after_commit", listener)
 
     @staticmethod
     def redact(url: str) -> str:

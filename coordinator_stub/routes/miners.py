@@ -1,19 +1,30 @@
-"""The miner protocol (SPEC §3.11): register and heartbeat drive every GPU's liveness."""
+"""The miner protocol (SPEC §3.11): register, heartbeat, lease long poll, lease acks, leave.
+
+Register and heartbeat drive every GPU's liveness (status.py derives `offline` from them); the
+desired leases come from leases.py; the long poll waits on lease_wakeups.LeaseHub.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
-from typing import Any, Literal
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from coordinator_stub import leases, ledger
-from coordinator_stub.db import insert_or_ignore
+from coordinator_stub.clock import Clock, rfc3339
+from coordinator_stub.db import Database, insert_or_ignore
 from coordinator_stub.deps import DbDep, MinerDep, NowDep, SettingsDep
-from coordinator_stub.errors import NotFoundError
+from coordinator_stub.errors import ForbiddenError, NotFoundError
+from coordinator_stub.lease_wakeups import LeaseHub
 from coordinator_stub.models import Gpu, Miner
+from coordinator_stub.status import UNHEALTHY
 
 router = APIRouter(prefix="/v1/miners", tags=["miners"])
 
@@ -67,13 +78,67 @@ class HeartbeatIn(BaseModel):
     leases: list[LeaseReport] = Field(default_factory=list, max_length=4096)
 
 
+class DesiredLeaseOut(BaseModel):
+    """A lease as the coordinator wants the agent to hold it."""
+
+    booking_id: str
+    gpu_id: str
+    gpu_uuid: str | None
+    client_id: str
+    start_time: str
+    end_time: str
+    generation: int
+    state: Literal["active", "ended"]
+
+
 class HeartbeatOut(BaseModel):
     status: Literal["ok"] = "ok"
     heartbeat_interval_s: float
     lease_version: int
-    leases: list[dict[str, Any]]
+    leases: list[DesiredLeaseOut]
     ignored_gpus: list[str] = Field(
         default_factory=list, description="gpu ids not owned by this miner or whose uuid differs"
+    )
+
+
+class LeasesOut(BaseModel):
+    status: Literal["ok"] = "ok"
+    lease_version: int
+    changed: bool = Field(description="true when lease_version differs from `since`")
+    leases: list[DesiredLeaseOut]
+
+
+class LeaseAckIn(BaseModel):
+    generation: int = Field(ge=0)
+    state: leases.LeaseAckState
+    detail: str | None = Field(default=None, max_length=512)
+
+
+class LeaseAckOut(BaseModel):
+    status: Literal["ok"] = "ok"
+    booking_id: str
+    generation: int
+    lease_state: str
+    booking_status: str
+
+
+class DeregisterOut(BaseModel):
+    status: Literal["deregistered"] = "deregistered"
+    miner_id: str
+    deregistered_at: str
+    offline_gpus: int
+
+
+def _lease_out(lease: leases.DesiredLease) -> DesiredLeaseOut:
+    return DesiredLeaseOut(
+        booking_id=lease.booking_id,
+        gpu_id=lease.gpu_id,
+        gpu_uuid=lease.gpu_uuid,
+        client_id=lease.client_id,
+        start_time=rfc3339(lease.start_time) or "",
+        end_time=rfc3339(lease.end_time) or "",
+        generation=lease.generation,
+        state=lease.state,
     )
 
 
@@ -115,10 +180,16 @@ def register_miner(
 def heartbeat(
     body: HeartbeatIn, miner: MinerDep, db: DbDep, now: NowDep, settings: SettingsDep
 ) -> HeartbeatOut:
-    """Mark the miner alive and store each reported GPU's health and metrics (one round trip)."""
+    """Mark the miner alive, store each reported GPU's health and metrics, answer with the leases
+    it should hold. One transaction of a few statements: the miner row (RETURNING its lease
+    version), one read of the reported GPUs, one batched UPDATE for all of them, the leases.
+
+    The agent's `leases` report is for display only: it never ends a booking nor changes a
+    generation (the agent learns the truth from the answer).
+    """
     ignored: list[str] = []
     with db.write() as session:
-        touched = session.execute(
+        lease_version = session.execute(
             update(Miner)
             .where(Miner.id == miner.subject, Miner.deregistered_at.is_(None))
             .values(
@@ -127,43 +198,165 @@ def heartbeat(
                 status_text=body.status,
                 agent=body.agent.model_dump() if body.agent else {},
             )
-        )
-        if touched.rowcount != 1:  # type: ignore[attr-defined]
+            .returning(Miner.lease_version)
+        ).scalar_one_or_none()
+        if lease_version is None:
             raise NotFoundError("miner not registered")
         if body.gpus:
-            owned = dict(
-                session.execute(
-                    select(Gpu.id, Gpu.uuid).where(
-                        Gpu.miner_id == miner.subject,
-                        Gpu.deleted_at.is_(None),
-                        Gpu.id.in_([g.gpu_id for g in body.gpus]),
-                    )
-                ).tuples()
-            )
-            for report in body.gpus:
-                if report.gpu_id not in owned or (
-                    report.uuid is not None and report.uuid != owned[report.gpu_id]
-                ):
-                    ignored.append(report.gpu_id)
-                    continue
-                session.execute(
-                    update(Gpu)
-                    .where(Gpu.id == report.gpu_id)
-                    .values(
-                        health=report.health,
-                        health_reason=report.health_reason,
-                        utilization_pct=report.utilization_pct,
-                        memory_used_mib=report.memory_used_mib,
-                        temperature_c=report.temperature_c,
-                        power_draw_w=report.power_draw_w,
-                        metrics_at=now,
-                    )
-                )
-        lease_version = session.scalar(select(Miner.lease_version).where(Miner.id == miner.subject))
+            ignored = _store_gpu_reports(session, miner.subject, body.gpus, now)
         desired = leases.desired_leases(session, miner.subject, now)
     return HeartbeatOut(
         heartbeat_interval_s=settings.heartbeat_interval_s,
-        lease_version=lease_version or 0,
-        leases=desired,
+        lease_version=lease_version,
+        leases=[_lease_out(lease) for lease in desired],
         ignored_gpus=ignored,
+    )
+
+
+def _store_gpu_reports(
+    session: Session, miner_id: str, reports: list[GpuReport], now: datetime
+) -> list[str]:
+    """Batch-update the miner's reported GPUs; returns the ids it ignored (not its, wrong uuid).
+
+    `unhealthy_since` keeps the moment the GPU first went unhealthy/lost and is cleared when it
+    recovers: the provider-fault rule measures offline time from it.
+    """
+    owned = {
+        row.id: row
+        for row in session.execute(
+            select(Gpu.id, Gpu.uuid, Gpu.unhealthy_since).where(
+                Gpu.miner_id == miner_id,
+                Gpu.deleted_at.is_(None),
+                Gpu.id.in_([g.gpu_id for g in reports]),
+            )
+        )
+    }
+    ignored: list[str] = []
+    updates: dict[str, dict[str, Any]] = {}
+    for report in reports:
+        row = owned.get(report.gpu_id)
+        if row is None or (report.uuid is not None and report.uuid != row.uuid):
+            ignored.append(report.gpu_id)
+            continue
+        unhealthy = report.health in UNHEALTHY
+        updates[report.gpu_id] = {  # a GPU reported twice: the last report wins
+            "id": report.gpu_id,
+            "health": report.health,
+            "health_reason": report.health_reason,
+            "unhealthy_since": (row.unhealthy_since or now) if unhealthy else None,
+            "utilization_pct": report.utilization_pct,
+            "memory_used_mib": report.memory_used_mib,
+            "temperature_c": report.temperature_c,
+            "power_draw_w": report.power_draw_w,
+            "metrics_at": now,
+        }
+    if updates:
+        session.execute(update(Gpu), list(updates.values()))  # executemany by primary key
+    return ignored
+
+
+@router.get("/leases", responses={404: {"description": "miner not registered"}})
+async def poll_leases(
+    request: Request,
+    miner: MinerDep,
+    db: DbDep,
+    since: Annotated[int | None, Query(ge=0, description="the lease_version the agent has")] = None,
+    wait_s: Annotated[float, Query(ge=0, le=30, description="how long to wait for a change")] = 0,
+) -> LeasesOut:
+    """Long poll: answers at once when the lease set differs from `since`, else when it changes
+    or after `wait_s`. Waiting holds no thread and no database connection (lease_wakeups.py)."""
+    hub: LeaseHub = request.app.state.lease_hub
+    clock: Clock = request.app.state.clock
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    with hub.watch(miner.subject, -1 if since is None else since) as waiter:
+        while True:
+            waiter.event.clear()  # before the read: a change committed after it still wakes us
+            final = loop.time() >= deadline
+            answer = await run_in_threadpool(_read_leases, db, clock, miner.subject, since, final)
+            if answer is not None:
+                return answer
+            await hub.wait(waiter, deadline - loop.time())
+
+
+def _read_leases(
+    db: Database, clock: Clock, miner_id: str, since: int | None, final: bool
+) -> LeasesOut | None:
+    """The answer when the version differs from `since` (or `final`), else None (keep waiting).
+
+    A `since` above the current version (the coordinator lost its database, or the agent's
+    state is from elsewhere) is a difference too: the agent must not wait on a version that
+    will not come. The version is read before the leases, in one transaction, so the leases are
+    never older than the version the agent will send back as `since`.
+    """
+    with db.read() as session:
+        version = leases.lease_version(session, miner_id)
+        if version is None:
+            raise NotFoundError("miner not registered")
+        changed = since is None or version != since
+        if not changed and not final:
+            return None
+        desired = leases.desired_leases(session, miner_id, clock())
+    return LeasesOut(
+        lease_version=version, changed=changed, leases=[_lease_out(lease) for lease in desired]
+    )
+
+
+@router.post(
+    "/leases/{booking_id}/ack",
+    responses={404: {"description": "no such lease"}, 409: {"description": "stale generation"}},
+)
+def ack_lease(
+    booking_id: Annotated[str, Path(max_length=32)],
+    body: LeaseAckIn,
+    miner: MinerDep,
+    db: DbDep,
+    now: NowDep,
+    settings: SettingsDep,
+) -> LeaseAckOut:
+    """Record what the host did with a lease; `rejected` fails an active booking (full refund)."""
+    with db.write() as session:
+        result = leases.ack_lease(
+            session,
+            miner_id=miner.subject,
+            booking_id=booking_id,
+            generation=body.generation,
+            state=body.state,
+            detail=body.detail,
+            now=now,
+            settings=settings,
+        )
+    return LeaseAckOut(
+        booking_id=result.booking_id,
+        generation=result.generation,
+        lease_state=result.lease_state,
+        booking_status=result.booking_status,
+    )
+
+
+@router.delete("/{miner_id}", responses={404: {"description": "miner not found"}})
+def deregister_miner(
+    miner_id: Annotated[str, Path(max_length=128)], miner: MinerDep, db: DbDep, now: NowDep
+) -> DeregisterOut:
+    """Graceful leave: the miner's GPUs are offline at once and its heartbeats get 404 until it
+    registers again. Its bookings are left alone: a restarting agent must not kill tenants'
+    work; the provider-fault rule ends them if it does not come back within the grace."""
+    if not miner.is_admin and miner.subject != miner_id:
+        raise ForbiddenError("a miner may deregister only itself")
+    with db.write() as session:
+        deregistered_at = session.execute(
+            update(Miner)
+            .where(Miner.id == miner_id)
+            .values(deregistered_at=func.coalesce(Miner.deregistered_at, now))
+            .returning(Miner.deregistered_at)
+        ).scalar_one_or_none()
+        if deregistered_at is None:
+            raise NotFoundError("miner not found")
+        gpus = session.scalar(
+            select(func.count())
+            .select_from(Gpu)
+            .where(Gpu.miner_id == miner_id, Gpu.deleted_at.is_(None))
+        )
+    return DeregisterOut(
+        miner_id=miner_id, deregistered_at=rfc3339(deregistered_at) or "", offline_gpus=gpus or 0
     )
