@@ -55,6 +55,17 @@ def _to_price(value: object) -> Decimal:
 Price = Annotated[Decimal, BeforeValidator(_to_price)]
 
 
+def _to_gpu_ref(value: object) -> int | str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ValueError("must be a GPU uuid or an NVML index >= 0")
+
+
+GpuRef = Annotated[int | str, BeforeValidator(_to_gpu_ref)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -150,9 +161,7 @@ class GpuSettings(_Section):
     prices: dict[Annotated[str, Field(min_length=1, max_length=128)], Price] = Field(
         default_factory=dict
     )
-    exclude: list[Annotated[int, Field(ge=0)] | Annotated[str, Field(min_length=1)]] = Field(
-        default_factory=list
-    )
+    exclude: list[GpuRef] = Field(default_factory=list)
     simulated: list[SimulatedGpuSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -253,8 +262,7 @@ def _key_of(loc: tuple[int | str, ...]) -> str:
 def _describe(exc: ValidationError) -> str:
     problems = []
     for err in exc.errors(include_url=False):
-        # Discriminated unions add the member type to loc; drop those synthetic parts.
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        loc = tuple(err["loc"])
         key = _key_of(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
             problems.append(f"unknown key {key!r}")

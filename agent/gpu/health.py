@@ -78,22 +78,33 @@ class _GpuHealthState:
     current: Health = field(default_factory=lambda: Health(HealthStatus.OK))
     cause: str | None = None  # the reason that made it non-ok (kept while recovering)
     better_streak: int = 0
+    window_worst: Health | None = None  # worst reading of the current better streak
     last_ecc: int | None = None
 
 
 def step(state: _GpuHealthState, raw: Health, policy: HealthPolicy) -> Health:
-    """Apply one raw reading to `state` with hysteresis; returns the health to report."""
+    """Apply one raw reading to `state` with hysteresis; returns the health to report.
+
+    After `recover_after_ok_samples` consecutive readings better than the current status, the
+    status becomes the worst of those readings: so ok needs that many ok readings in a row,
+    and a lost GPU that now reports a hung driver steps down to unhealthy, not to ok.
+    """
     if raw.status.severity >= state.current.status.severity:
         state.current = raw
         state.cause = raw.reason
         state.better_streak = 0
+        state.window_worst = None
         return raw
     state.better_streak += 1
+    worst = state.window_worst
+    if worst is None or raw.status.severity >= worst.status.severity:
+        state.window_worst = worst = raw
     if state.better_streak >= policy.recover_after_ok_samples:
-        state.current = raw
-        state.cause = raw.reason
+        state.current = worst
+        state.cause = worst.reason
         state.better_streak = 0
-        return raw
+        state.window_worst = None
+        return worst
     need = policy.recover_after_ok_samples
     reason = f"{state.cause} (recovering {state.better_streak}/{need})"
     return Health(state.current.status, reason)

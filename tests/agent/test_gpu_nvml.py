@@ -20,7 +20,9 @@ from tests.agent.fake_pynvml import FakeGpu, FakeMig, FakeNvml
 
 
 def gpus(n: int = 3) -> list[FakeGpu]:
-    return [FakeGpu(uuid=f"GPU-{i:04d}", pci_bus_id=f"00000000:{0x18 + i:02X}:00.0") for i in range(n)]
+    return [
+        FakeGpu(uuid=f"GPU-{i:04d}", pci_bus_id=f"00000000:{0x18 + i:02X}:00.0") for i in range(n)
+    ]
 
 
 def opened(fake: FakeNvml, **kwargs: object) -> NvmlBackend:
@@ -77,7 +79,7 @@ def test_every_field_is_read_and_converted_to_named_units() -> None:
     [
         (pynvml.NVML_ERROR_NOT_SUPPORTED, "nvmlDeviceGetPowerUsage", "power_draw_w"),
         (pynvml.NVML_ERROR_NO_PERMISSION, "nvmlDeviceGetFanSpeed", "fan_pct"),
-        (pynvml.NVML_ERROR_FUNCTION_NOT_FOUND, "nvmlDeviceGetPerformanceState", "pstate"),
+        (pynvml.NVML_ERROR_NOT_FOUND, "nvmlDeviceGetPerformanceState", "pstate"),
         (pynvml.NVML_ERROR_UNKNOWN, "nvmlDeviceGetTotalEccErrors", "ecc_uncorrected_volatile"),
         (pynvml.NVML_ERROR_TIMEOUT, "nvmlDeviceGetUtilizationRates", "utilization_pct"),
     ],
@@ -93,6 +95,14 @@ def test_an_unreadable_field_is_none_on_that_gpu_only(code: int, function: str, 
     assert samples[1].memory_used_mib == 1024
     assert samples[1].temperature_c == 45
     assert samples[1].health.status is HealthStatus.OK
+
+
+def test_a_missing_symbol_is_none_on_every_gpu_and_not_an_error() -> None:
+    # FunctionNotFound comes from the library, not a card: every GPU reads None.
+    fake = FakeNvml(gpus(2), missing={"nvmlDeviceGetFanSpeed"})
+    samples = opened(fake).sample()
+    assert [s.fan_pct for s in samples] == [None, None]
+    assert [s.temperature_c for s in samples] == [45, 45]
 
 
 def test_missing_v3_process_list_falls_back_to_v2_and_is_looked_up_once() -> None:
@@ -131,13 +141,18 @@ def test_versioned_entry_points_fall_back(
 def test_every_entry_point_missing_gives_none_not_an_error() -> None:
     fake = FakeNvml(
         gpus(1),
-        missing={"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2"},
+        missing={
+            "nvmlDeviceGetComputeRunningProcesses_v3",
+            "nvmlDeviceGetComputeRunningProcesses_v2",
+        },
     )
     assert opened(fake).sample()[0].compute_process_count is None
 
 
 def test_missing_cuda_v2_falls_back_to_the_old_call() -> None:
-    fake = FakeNvml(gpus(1), missing={"nvmlSystemGetCudaDriverVersion_v2"}, cuda_driver_version=11080)
+    fake = FakeNvml(
+        gpus(1), missing={"nvmlSystemGetCudaDriverVersion_v2"}, cuda_driver_version=11080
+    )
     assert opened(fake).system_info().cuda_driver_version == "11.8"
 
 
@@ -295,6 +310,6 @@ def test_mig_devices_are_listed_with_uuid_profile_and_memory() -> None:
     backend = opened(fake, exclude=["MIG-bbbb"])
     (gpu,) = backend.gpus()
     assert gpu.mig_mode is True
-    assert [(m.uuid, m.profile, m.memory_total_mib, m.gpu_instance_id) for m in gpu.mig_devices] == [
-        ("MIG-aaaa", "3g.20gb", 19968, 1)
-    ]
+    assert [
+        (m.uuid, m.profile, m.memory_total_mib, m.gpu_instance_id) for m in gpu.mig_devices
+    ] == [("MIG-aaaa", "3g.20gb", 19968, 1)]
