@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
-from coordinator_stub.money import ZERO, quantize
+from coordinator_stub.money import QUANTUM, ZERO
 
 _CTX = Context(prec=34, rounding=ROUND_HALF_EVEN)
 MULTIPLIER_QUANTUM = Decimal("0.00000001")
@@ -86,7 +86,7 @@ class MarketPrice:
 
     def price(self, list_price: Decimal) -> Decimal:
         """The dynamic price of a GPU of this market with the given list price."""
-        return quantize(_CTX.multiply(list_price, self.multiplier))
+        return _quantize(_CTX.multiply(list_price, self.multiplier))
 
     def factors(self) -> dict[str, str | int | float]:
         """The inputs and intermediate values, JSON-ready (a booking stores them)."""
@@ -104,6 +104,11 @@ class MarketPrice:
             "confidence": self.confidence,
             "trend": self.trend,
         }
+
+
+def _quantize(value: Decimal) -> Decimal:
+    """Money's 8 dp, half-even, in the engine's own context."""
+    return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_CTX)
 
 
 def ratio(numerator: int, denominator: int) -> Decimal:
@@ -179,17 +184,18 @@ def _reasons(
             yield "Low utilization allows competitive pricing"
         else:
             yield "Utilization is on target"
-    yield f"{snap.bookings_24h} bookings in the last 24 h (demand {d.normalize():f} per online GPU)"
+    per_gpu = d.normalize(_CTX)
+    yield f"{snap.bookings_24h} bookings in the last 24 h (demand {per_gpu:f} per online GPU)"
     if raw > params.m_max:
         yield f"Multiplier capped at the maximum {params.m_max}"
     elif raw < params.m_min:
         yield f"Multiplier floored at the minimum {params.m_min}"
-    yield f"Multiplier {m.normalize():f} on the list price"
+    yield f"Multiplier {m.normalize(_CTX):f} on the list price"
     yield f"Price trend: {direction}"
 
 
 def _pct(value: Decimal) -> str:
-    return f"{(value * 100).quantize(Decimal('0.1'), context=_CTX)}%"
+    return f"{_CTX.multiply(value, Decimal(100)).quantize(Decimal('0.1'), context=_CTX)}%"
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,7 @@ class GpuPrice:
 
     @property
     def price_change(self) -> Decimal:
-        return quantize(self.dynamic_price - self.static_price)
+        return _quantize(_CTX.subtract(self.dynamic_price, self.static_price))
 
     @property
     def price_change_percent(self) -> float:

@@ -63,7 +63,7 @@ def market_snapshots(
     counts: dict[str, dict[str, int]] = {name: {} for name in names}
     for model, status, count in session.execute(
         select(live.c.model, live.c.status, func.count()).group_by(live.c.model, live.c.status)
-    ).tuples():
+    ).all():
         counts[model][status] = int(count)
     recent = and_(Booking.created_at > now - DAY, Booking.created_at <= now)
     previous = and_(Booking.created_at > now - 2 * DAY, Booking.created_at <= now - DAY)
@@ -77,7 +77,7 @@ def market_snapshots(
         .join(Gpu, Gpu.id == Booking.gpu_id)
         .where(Gpu.model.in_(names), Booking.created_at > now - 2 * DAY)
         .group_by(Gpu.model)
-    ).tuples():
+    ).all():
         demand[model] = (int(n_recent or 0), int(n_previous or 0))
     snapshots = {}
     for name in names:

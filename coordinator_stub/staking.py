@@ -266,9 +266,9 @@ def pool(session: Session, *, miner_id: str) -> Pool:
     """A miner's pool, computed from its stakes (404 for an unknown miner)."""
     if session.get(Miner, miner_id) is None:
         raise NotFoundError(f"miner {miner_id} not found")
-    staked, stakers, rewards, active, unbonding, _completed, _pools = (
-        session.execute(_aggregates().where(Stake.miner_id == miner_id)).one()._tuple()
-    )
+    staked, stakers, rewards, active, unbonding, _completed, _pools = session.execute(
+        _aggregates().where(Stake.miner_id == miner_id)
+    ).one()
     return Pool(
         miner_id=miner_id,
         total_staked=staked,
@@ -291,9 +291,9 @@ class StakingStats:
 
 
 def stats(session: Session) -> StakingStats:
-    staked, stakers, rewards, active, unbonding, completed, pools = (
-        session.execute(_aggregates()).one()._tuple()
-    )
+    staked, stakers, rewards, active, unbonding, completed, pools = session.execute(
+        _aggregates()
+    ).one()
     return StakingStats(
         total_staked=staked,
         total_stakers=int(stakers),
