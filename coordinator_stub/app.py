@@ -9,7 +9,7 @@ from datetime import datetime
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from coordinator_stub import bookkeeping
+from coordinator_stub import bookkeeping, metrics
 from coordinator_stub.auth import KeyCache
 from coordinator_stub.clock import utcnow
 from coordinator_stub.config import CoordinatorSettings
@@ -66,4 +66,5 @@ def create_app(
 
     for router in ROUTERS:
         app.include_router(router)
+    metrics.install(app, settings, clock)
     return app
