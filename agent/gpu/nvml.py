@@ -215,7 +215,11 @@ class NvmlBackend:
 
     def open(self) -> SystemInfo:
         with self._lock:
-            return self._open()
+            try:
+                return self._open()
+            except GpuAccessError:
+                self._shutdown()  # a failed open must not leave NVML initialised
+                raise
 
     def _open(self) -> SystemInfo:
         if self._check_binding and BINDING_PROBLEM is not None:
@@ -275,8 +279,10 @@ class NvmlBackend:
 
     def close(self) -> None:
         with self._lock:
-            if not self._initialised:
-                return
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._initialised:
             self._initialised = False
             events, self._events = self._events, None
 
@@ -292,9 +298,9 @@ class NvmlBackend:
                 self._system.run(shutdown, self._deadline_s)
             except NvmlDeadlineError:
                 log.warning("nvmlShutdown overran its deadline; leaving it")
-            for gpu in self._gpus:
-                gpu.worker.stop()
-            self._system.stop()
+        for gpu in self._gpus:
+            gpu.worker.stop()
+        self._system.stop()
 
     def __enter__(self) -> NvmlBackend:
         self.open()

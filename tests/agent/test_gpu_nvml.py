@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pynvml
 import pytest
@@ -14,7 +15,7 @@ from agent.errors import (
     NvmlDriverMismatchError,
     NvmlLibraryNotFoundError,
 )
-from agent.gpu import HealthPolicy, HealthStatus
+from agent.gpu import GpuSample, HealthPolicy, HealthStatus
 from agent.gpu.nvml import BINDING_PROBLEM, NvmlBackend
 from tests.agent.fake_pynvml import FakeGpu, FakeMig, FakeNvml
 
@@ -31,8 +32,13 @@ def opened(fake: FakeNvml, **kwargs: object) -> NvmlBackend:
     return backend
 
 
-def by_index(backend: NvmlBackend) -> dict[int, object]:
-    return {s.index: s for s in backend.sample()}
+def wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def test_official_binding_is_detected_in_this_environment() -> None:
@@ -220,6 +226,17 @@ def test_driver_not_loaded_is_a_gpu_access_error() -> None:
         backend.open()
 
 
+def test_a_failed_open_leaves_nvml_shut_down() -> None:
+    class CountFails(FakeNvml):
+        def nvmlDeviceGetCount(self) -> int:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_UNKNOWN)
+
+    fake = CountFails(gpus(1))
+    with pytest.raises(GpuAccessError, match="nvmlDeviceGetCount failed"):
+        NvmlBackend(nvml=fake).open()
+    assert fake.initialised == 0
+
+
 def test_hung_call_marks_only_that_gpu_unresponsive_and_it_recovers() -> None:
     fake = FakeNvml(gpus(2))
     release = threading.Event()
@@ -239,9 +256,14 @@ def test_hung_call_marks_only_that_gpu_unresponsive_and_it_recovers() -> None:
     assert time.monotonic() - started < 0.25
     del fake.gpus[1].hang["nvmlDeviceGetPowerUsage"]
     release.set()
-    time.sleep(0.05)
-    after = [backend.sample()[1].health.status for _ in range(2)]
-    assert after == [HealthStatus.UNHEALTHY, HealthStatus.OK]
+    # The hung call returns on its own thread; the first reading after that is the first good one.
+    readings: list[GpuSample] = []
+    assert wait_until(
+        lambda: not readings.append(backend.sample()[1]) and not readings[-1].driver_unresponsive
+    )
+    assert readings[-1].health.status is HealthStatus.UNHEALTHY  # 1 of 2 good readings
+    assert readings[-1].health.reason == "driver_unresponsive (recovering 1/2)"
+    assert backend.sample()[1].health.status is HealthStatus.OK
     backend.close()
 
 

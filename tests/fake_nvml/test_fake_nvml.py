@@ -266,7 +266,10 @@ def test_a_hung_call_in_the_library_marks_that_gpu_driver_unresponsive(
         assert samples[0].health.reason == "driver_unresponsive"
         assert samples[1].health.status is HealthStatus.OK
         config.update_gpu(0, hang_ms={})
-        time.sleep(0.7)  # the hung call returns
+        deadline = time.monotonic() + 5
+        while backend.sample()[0].driver_unresponsive:  # until the hung call has returned
+            assert time.monotonic() < deadline, "the hung call never returned"
+            time.sleep(0.05)
         assert statuses(backend)[0] is HealthStatus.OK
     finally:
         backend.close()
