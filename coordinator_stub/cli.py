@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from types import FrameType
 
 from pydantic import ValidationError
 
@@ -37,11 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     from coordinator_stub.db import Database
 
     Database.redact(settings.database_url)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        """On SIGTERM/SIGINT, open lease long polls answer at once instead of being waited out."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            hub = getattr(app.state, "lease_hub", None)
+            if hub is not None:
+                hub.close()
+
+    server = Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+        )
     )
-    return 0
+    server.run()
+    return 0 if server.started else 3  # 3: uvicorn's "startup failed"

@@ -58,6 +58,7 @@ class LeaseHub:
         self._lock = threading.Lock()  # _waiters is read by the watcher thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.closing = False  # polls stop waiting once set (shutdown)
 
     def start(self) -> None:
         """Start watching; call from the event loop that will serve the long polls."""
@@ -67,7 +68,17 @@ class LeaseHub:
         self._thread = threading.Thread(target=watch, name="lease-watch", daemon=True)
         self._thread.start()
 
+    def close(self) -> None:
+        """The server is shutting down: every open poll answers now, and new ones at once.
+
+        Safe from a signal handler or any thread. Without it a graceful shutdown would wait up
+        to `wait_s` (30 s) for each parked poll to finish on its own.
+        """
+        self.closing = True
+        self.wake(None)
+
     def stop(self) -> None:
+        self.closing = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

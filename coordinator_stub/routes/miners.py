@@ -272,7 +272,7 @@ async def poll_leases(
     with hub.watch(miner.subject, -1 if since is None else since) as waiter:
         while True:
             waiter.event.clear()  # before the read: a change committed after it still wakes us
-            final = loop.time() >= deadline
+            final = hub.closing or loop.time() >= deadline
             answer = await run_in_threadpool(_read_leases, db, clock, miner.subject, since, final)
             if answer is not None:
                 return answer

@@ -76,9 +76,7 @@ def test_release_ends_the_lease_with_a_new_generation_until_the_agent_stops_it(
     client: TestClient, booked: dict[str, str]
 ) -> None:
     version = heartbeat(client)["lease_version"]
-    resp = client.post(
-        f"/v1/marketplace/gpu/{booked['gpu_id']}/release", headers=auth(CLIENT_KEY)
-    )
+    resp = client.post(f"/v1/marketplace/gpu/{booked['gpu_id']}/release", headers=auth(CLIENT_KEY))
     assert ok(resp)["status"] == "released"
     hb = heartbeat(client)
     assert hb["lease_version"] > version
@@ -220,7 +218,11 @@ def test_deregister_takes_gpus_offline_at_once_and_heartbeats_404_until_register
     assert client.delete("/v1/miners/host-01", headers=auth(CLIENT_KEY)).status_code == 403
     assert client.delete("/v1/miners/nobody", headers=auth(ADMIN_KEY)).status_code == 404
     left = ok(client.delete("/v1/miners/host-01", headers=auth(MINER_KEY)))
-    assert (left["status"], left["miner_id"], left["offline_gpus"]) == ("deregistered", "host-01", 1)
+    assert (left["status"], left["miner_id"], left["offline_gpus"]) == (
+        "deregistered",
+        "host-01",
+        1,
+    )
     assert gpu_status(client, booked["gpu_id"]) == "offline"
     resp = client.post("/v1/miners/heartbeat", json={}, headers=auth(MINER_KEY))
     assert (resp.status_code, resp.json()) == (404, {"detail": "miner not registered"})
@@ -274,7 +276,8 @@ def test_an_unhealthy_gpu_faults_from_when_it_went_unhealthy(
         heartbeat(client, gpus=[{"gpu_id": gpu, "health": "lost"}])
         _sweep(client)
     assert gpu_status(client, gpu) == "offline"
-    assert account(client, CLIENT_KEY)["escrowed"] == Decimal(booked["cost"])  # 300 s: not past the grace
+    # 300 s since it went lost: not past the grace yet.
+    assert account(client, CLIENT_KEY)["escrowed"] == Decimal(booked["cost"])
     clock.advance(seconds=1)
     heartbeat(client, gpus=[{"gpu_id": gpu, "health": "lost"}])
     _sweep(client)
@@ -316,11 +319,11 @@ def test_heartbeat_ignores_gpus_of_other_miners_and_wrong_uuids(
     client: TestClient, booked: dict[str, str]
 ) -> None:
     ok(client.post("/v1/miners/register", json={}, headers=auth(MINER2_KEY)))
-    other = heartbeat(
-        client, key=MINER2_KEY, gpus=[{"gpu_id": booked["gpu_id"], "health": "lost"}]
-    )
+    other = heartbeat(client, key=MINER2_KEY, gpus=[{"gpu_id": booked["gpu_id"], "health": "lost"}])
     assert other["ignored_gpus"] == [booked["gpu_id"]]
-    wrong = heartbeat(client, gpus=[{"gpu_id": booked["gpu_id"], "uuid": "GPU-x", "health": "lost"}])
+    wrong = heartbeat(
+        client, gpus=[{"gpu_id": booked["gpu_id"], "uuid": "GPU-x", "health": "lost"}]
+    )
     assert wrong["ignored_gpus"] == [booked["gpu_id"]]
     assert gpu_status(client, booked["gpu_id"]) == "booked"
     metrics = heartbeat(
