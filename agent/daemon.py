@@ -59,6 +59,11 @@ STOP_DEADLINE_S = 4.0  # SIGTERM → exit 0 within 5 s, with a second to spare
 JOB_ID = "heartbeat"
 
 
+def _backoff_cap_s(heartbeat_interval_s: float) -> float:
+    """Longest wait between tries while the coordinator is down: two heartbeats, 2..15 s."""
+    return min(15.0, max(2.0, 2 * heartbeat_interval_s))
+
+
 def _boot_id() -> str | None:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
@@ -93,9 +98,9 @@ class Daemon:
         self.interval_s = settings.agent.heartbeat_interval_s
         self.coordinator_state = "not contacted yet"
         self.last_heartbeat_at: datetime | None = None
-        self._hb_backoff = Backoff(0.5, 15.0)
+        self._hb_backoff = Backoff(0.5, _backoff_cap_s(self.interval_s))
         self._hb_next_try = 0.0
-        self._poll_backoff = Backoff(0.5, 15.0)
+        self._poll_backoff = Backoff(0.5, _backoff_cap_s(self.interval_s))
         self._logged: set[str] = set()
         self.heartbeat_tick_at = time.monotonic()
         self._threads: list[threading.Thread] = []
@@ -216,6 +221,7 @@ class Daemon:
         if abs(interval - self.interval_s) < 1e-9:
             return
         self.interval_s = interval
+        self._hb_backoff.cap_s = self._poll_backoff.cap_s = _backoff_cap_s(interval)
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.reschedule_job(JOB_ID, trigger=self._trigger())
         log.info("heartbeat_interval_changed", heartbeat_interval_s=interval)
@@ -464,6 +470,7 @@ class Daemon:
         self.last_heartbeat_at = utc_now()
         if self.coordinator_state != "ok":
             log.info("coordinator_reachable", previous=self.coordinator_state)
+            self.worker.coordinator_recovered()
         self.coordinator_state = "ok"
         log.debug("heartbeat_sent", seq=self.seq, gpus=len(reports))
         if (

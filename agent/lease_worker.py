@@ -63,7 +63,7 @@ class LeaseWorker:
         self._wake = threading.Event()
         self._offer: _Offer | None = None
         self._version: int | None = None
-        self._ack_backoff = Backoff(0.5, 30.0)
+        self._ack_backoff = Backoff(0.5, 15.0)
         self._next_ack_try = 0.0
         self._logged_rejections: set[tuple[str, int]] = set()
         self.tick_at = time.monotonic()
@@ -96,6 +96,12 @@ class LeaseWorker:
 
     def poke(self) -> None:
         """Wake the worker now (e.g. to retry acks)."""
+        self._wake.set()
+
+    def coordinator_recovered(self) -> None:
+        """The coordinator answers again: send owed acks now instead of after the backoff."""
+        self._ack_backoff.success()
+        self._next_ack_try = 0.0
         self._wake.set()
 
     def report(self) -> list[LeaseReport]:
