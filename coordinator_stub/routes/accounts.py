@@ -10,6 +10,7 @@ from coordinator_stub.clock import rfc3339
 from coordinator_stub.deps import DbDep, PrincipalDep
 from coordinator_stub.models import Account, LedgerEntry
 from coordinator_stub.money import ZERO, MoneyOut
+from coordinator_stub.routes.inputs import MAX_LIMIT, MAX_OFFSET
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
@@ -55,8 +56,8 @@ def get_my_account(principal: PrincipalDep, db: DbDep) -> AccountOut:
 def list_my_transactions(
     principal: PrincipalDep,
     db: DbDep,
-    limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    limit: int = Query(default=100, ge=1, le=MAX_LIMIT),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> list[TransactionOut]:
     with db.read() as session:
         rows = session.scalars(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from coordinator_stub import ledger
@@ -14,13 +14,14 @@ from coordinator_stub.errors import UnprocessableError
 from coordinator_stub.models import Account
 from coordinator_stub.money import MoneyIn
 from coordinator_stub.routes.accounts import AccountOut, account_out
+from coordinator_stub.routes.inputs import Name
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 class ApiKeyIn(BaseModel):
     role: Literal["admin", "miner", "client"]
-    subject: str = Field(min_length=1, max_length=128)
+    subject: Name
 
 
 class ApiKeyOut(BaseModel):
@@ -49,10 +50,8 @@ def create_api_key(body: ApiKeyIn, _admin: AdminDep, db: DbDep, now: NowDep) -> 
 
 @router.post("/accounts/{subject}/credit")
 def credit_account(
-    subject: str, body: CreditIn, _admin: AdminDep, db: DbDep, now: NowDep
+    subject: Annotated[Name, Path()], body: CreditIn, _admin: AdminDep, db: DbDep, now: NowDep
 ) -> CreditOut:
-    if len(subject) > 128:
-        raise UnprocessableError("subject is longer than 128 characters")
     if body.amount <= 0:
         raise UnprocessableError("amount must be greater than 0")
     with db.write() as session:
