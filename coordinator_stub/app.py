@@ -8,8 +8,9 @@ from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
-from coordinator_stub import bookkeeping, metrics
+from coordinator_stub import bookkeeping, metrics, openapi
 from coordinator_stub.auth import KeyCache
 from coordinator_stub.clock import utcnow
 from coordinator_stub.config import CoordinatorSettings
@@ -64,7 +65,16 @@ def create_app(
     async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
 
+    @app.exception_handler(DataError)
+    async def _data_error(_request: Request, _exc: DataError) -> JSONResponse:
+        # SQLSTATE class 22: a value PostgreSQL cannot store or compare (a NUL character, a
+        # string longer than its column). Bad input, not a server fault.
+        return JSONResponse(
+            status_code=422, content={"detail": "a value in the request cannot be stored"}
+        )
+
     for router in ROUTERS:
         app.include_router(router)
     metrics.install(app, settings, clock)
+    openapi.install(app)
     return app

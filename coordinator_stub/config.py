@@ -45,7 +45,7 @@ class CoordinatorSettings(BaseSettings):
     stakers_share: Decimal = Field(default=Decimal("0.05"), ge=0, le=1)
     unbonding_period_s: float = Field(default=604800.0, ge=0)
     min_stake: Decimal = Field(default=Decimal("100"), ge=0)
-    # Market-balance pricing (SPEC §3.9): m = clamp(1 + k·(u − u_target) + k_d·d, m_min, m_max).
+    # Market-balance pricing (SPEC §3.9): m = clamp(1 + k*(u - u_target) + k_d*d, m_min, m_max).
     pricing_k: Decimal = Field(default=Decimal("1"), ge=0)
     pricing_u_target: Decimal = Field(default=Decimal("0.6"), ge=0, le=1)
     pricing_k_d: Decimal = Field(default=Decimal("0.1"), ge=0)

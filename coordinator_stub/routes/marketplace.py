@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -10,9 +10,10 @@ from pydantic import BaseModel, Field
 from coordinator_stub import offers
 from coordinator_stub.clock import rfc3339
 from coordinator_stub.deps import AdminDep, ClientDep, DbDep, NowDep, PrincipalDep, SettingsDep
-from coordinator_stub.errors import UnprocessableError
+from coordinator_stub.errors import NotFoundError, UnprocessableError
 from coordinator_stub.models import Bid
 from coordinator_stub.money import MoneyIn, MoneyOut
+from coordinator_stub.routes.inputs import LongText, Name, Text, is_id_shaped
 
 router = APIRouter(prefix="/v1/marketplace", tags=["marketplace"])
 
@@ -66,10 +67,10 @@ class MarketStatsOut(BaseModel):
 
 
 class BidIn(BaseModel):
-    provider: str = Field(min_length=1, max_length=128)
+    provider: Name
     capacity: int = Field(gt=0, le=1_000_000)
     price: MoneyIn = Field(description="AITBC per hour, > 0")
-    notes: str | None = Field(default=None, max_length=2000)
+    notes: LongText | None = None
 
 
 class BidOut(BaseModel):
@@ -134,10 +135,10 @@ def list_offers(
     now: NowDep,
     settings: SettingsDep,
     status: OfferStatus | None = None,
-    gpu_model: str | None = Query(default=None, max_length=128),
+    gpu_model: Annotated[Text | None, Query(max_length=128)] = None,
     price_max: MoneyIn | None = None,
     memory_min: float | None = Query(default=None, ge=0, le=1_000_000),
-    region: str | None = Query(default=None, max_length=64),
+    region: Annotated[Text | None, Query(max_length=64)] = None,
     limit: int = Query(default=100, ge=1, le=500),
     offset: int = Query(default=0, ge=0),
 ) -> list[OfferOut]:
@@ -163,7 +164,7 @@ def list_miner_offers(
     db: DbDep,
     now: NowDep,
     settings: SettingsDep,
-    provider: str | None = Query(default=None, max_length=128),
+    provider: Annotated[Text | None, Query(max_length=128)] = None,
     status: OfferStatus | None = None,
     limit: int = Query(default=100, ge=1, le=500),
     offset: int = Query(default=0, ge=0),
@@ -236,7 +237,7 @@ def list_bids(
     principal: PrincipalDep,
     db: DbDep,
     status: BidStatus | None = None,
-    provider: str | None = Query(default=None, max_length=128),
+    provider: Annotated[Text | None, Query(max_length=128)] = None,
     limit: int = Query(default=100, ge=1, le=500),
     offset: int = Query(default=0, ge=0),
 ) -> list[BidOut]:
@@ -258,5 +259,7 @@ def list_bids(
     responses={404: {"description": "bid not found"}, 403: {"description": "not yours"}},
 )
 def get_bid(bid_id: str, principal: PrincipalDep, db: DbDep) -> BidOut:
+    if not is_id_shaped(bid_id):
+        raise NotFoundError("bid not found")
     with db.read() as session:
         return _bid_out(offers.get_bid(session, bid_id=bid_id, principal=principal))

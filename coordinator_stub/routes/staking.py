@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -12,8 +12,10 @@ from coordinator_stub import staking
 from coordinator_stub.clock import rfc3339
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.deps import DbDep, NowDep, PrincipalDep, SettingsDep
+from coordinator_stub.errors import NotFoundError
 from coordinator_stub.models import Stake
 from coordinator_stub.money import MoneyIn, MoneyOut
+from coordinator_stub.routes.inputs import Name, Text, is_id_shaped
 
 router = APIRouter(tags=["staking"])
 
@@ -25,7 +27,7 @@ _NOT_YOURS: dict[int | str, dict[str, Any]] = {
 
 
 class StakeIn(BaseModel):
-    miner_id: str = Field(min_length=1, max_length=128)
+    miner_id: Name
     amount: MoneyIn = Field(description="AITBC, at least min_stake (100 by default)")
     lock_period_days: int = Field(default=0, ge=0, le=staking.MAX_LOCK_DAYS)
 
@@ -87,6 +89,12 @@ class StakingStatsOut(BaseModel):
     stakers_share: str
 
 
+def _check_stake_id(stake_id: str) -> None:
+    """Anything that cannot be one of our ids is simply not found, without asking the database."""
+    if not is_id_shaped(stake_id):
+        raise NotFoundError(f"stake {stake_id} not found")
+
+
 def stake_out(stake: Stake, settings: CoordinatorSettings) -> StakeOut:
     unbonding_ends_at = (
         stake.unbonding_at + timedelta(seconds=settings.unbonding_period_s)
@@ -136,7 +144,7 @@ def list_stakes(
     principal: PrincipalDep,
     db: DbDep,
     settings: SettingsDep,
-    miner_id: str | None = Query(default=None, max_length=128),
+    miner_id: Annotated[Text | None, Query(max_length=128)] = None,
     status: StakeStatus | None = None,
     limit: int = Query(default=100, ge=1, le=500),
     offset: int = Query(default=0, ge=0),
@@ -156,6 +164,7 @@ def list_stakes(
 
 @router.get("/v1/stake/{stake_id}", responses={**_NOT_FOUND, **_NOT_YOURS})
 def get_stake(stake_id: str, principal: PrincipalDep, db: DbDep, settings: SettingsDep) -> StakeOut:
+    _check_stake_id(stake_id)
     with db.read() as session:
         return stake_out(
             staking.get_stake(session, stake_id=stake_id, principal=principal), settings
@@ -174,6 +183,7 @@ def add_to_stake(
     now: NowDep,
     settings: SettingsDep,
 ) -> StakeOut:
+    _check_stake_id(stake_id)
     with db.write() as session:
         stake = staking.add_to_stake(
             session, stake_id=stake_id, principal=principal, amount=body.additional_amount, now=now
@@ -188,6 +198,7 @@ def add_to_stake(
 def unbond_stake(
     stake_id: str, principal: PrincipalDep, db: DbDep, now: NowDep, settings: SettingsDep
 ) -> StakeOut:
+    _check_stake_id(stake_id)
     with db.write() as session:
         stake = staking.unbond_stake(session, stake_id=stake_id, principal=principal, now=now)
         return stake_out(stake, settings)
@@ -200,6 +211,7 @@ def unbond_stake(
 def complete_stake(
     stake_id: str, principal: PrincipalDep, db: DbDep, now: NowDep, settings: SettingsDep
 ) -> StakeOut:
+    _check_stake_id(stake_id)
     with db.write() as session:
         stake = staking.complete_stake(
             session, stake_id=stake_id, principal=principal, now=now, settings=settings
@@ -215,6 +227,7 @@ def get_stake_rewards(
     limit: int = Query(default=100, ge=1, le=500),
 ) -> StakeRewardsOut:
     """The stake's rewards and the distributions that made them, newest first."""
+    _check_stake_id(stake_id)
     with db.read() as session:
         stake = staking.get_stake(session, stake_id=stake_id, principal=principal)
         history = staking.reward_history(session, stake_id=stake_id, limit=limit)
@@ -239,6 +252,8 @@ def get_stake_rewards(
 @router.get("/v1/staking/pools/{miner_id}", responses={404: {"description": "unknown miner"}})
 def get_pool(miner_id: str, db: DbDep) -> PoolOut:
     """A miner's pool, computed from its stakes when read."""
+    if "\x00" in miner_id:
+        raise NotFoundError(f"miner {miner_id} not found")
     with db.read() as session:
         pool = staking.pool(session, miner_id=miner_id)
     return PoolOut(
