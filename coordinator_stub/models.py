@@ -125,6 +125,9 @@ class Gpu(Base):
     __table_args__ = (
         Index("ix_gpus_price_id", "price_per_hour", "id"),
         Index("ix_gpus_miner", "miner_id"),
+        # The list's selective filters scan one (model | memory_gb) partition in price order.
+        Index("ix_gpus_model_price_id", "model", "price_per_hour", "id"),
+        Index("ix_gpus_memory_price_id", "memory_gb", "price_per_hour", "id"),
         Index(
             "uq_gpu_miner_uuid",
             "miner_id",

@@ -11,12 +11,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import func
 
 from coordinator_stub import bookings, registry
 from coordinator_stub.clock import rfc3339
 from coordinator_stub.deps import ClientDep, DbDep, MinerDep, NowDep, PrincipalDep, SettingsDep
 from coordinator_stub.errors import NotFoundError
+from coordinator_stub.gpu_search import GpuFilters, search_gpus
 from coordinator_stub.gpu_view import (
     GpuDetailsOut,
     GpuOut,
@@ -37,7 +37,6 @@ from coordinator_stub.routes.inputs import (
     Text,
     is_id_shaped,
 )
-from coordinator_stub.status import gpu_status
 
 router = APIRouter(prefix="/v1/marketplace", tags=["marketplace_gpu"])
 
@@ -141,10 +140,6 @@ def register_gpu(
 # ---- list and details ----------------------------------------------------------------------
 
 
-def _escape_like(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 @router.get("/gpu/list", response_model=list[GpuOut])
 def list_gpus(
     db: DbDep,
@@ -162,26 +157,20 @@ def list_gpus(
 ) -> JSONResponse:
     """GPUs as a bare array, by list price then id. `model` is a case-insensitive substring
     (`%` and `_` literal); `available=true` means only available, `false` only the others."""
-    derived = gpu_status(now, settings.offline_after_s)
-    query = gpu_rows(now, settings.offline_after_s)
-    if available is not None:
-        query = query.where(derived == "available" if available else derived != "available")
-    if status is not None:
-        query = query.where(derived == status)
-    if model:
-        query = query.where(Gpu.model.ilike(f"%{_escape_like(model)}%", escape="\\"))
-    if memory_min is not None:
-        query = query.where(Gpu.memory_gb >= memory_min)
-    if price_max is not None:
-        query = query.where(Gpu.price_per_hour <= price_max)
-    if region:
-        query = query.where(func.lower(Gpu.region) == region.lower())
-    if miner_id:
-        query = query.where(Gpu.miner_id == miner_id)
-    query = query.order_by(Gpu.price_per_hour, Gpu.id).limit(limit).offset(offset)
+    filters = GpuFilters(
+        available=available,
+        status=status,
+        model=model,
+        memory_min=memory_min,
+        price_max=price_max,
+        region=region,
+        miner_id=miner_id,
+        limit=limit,
+        offset=offset,
+    )
     with db.read() as session:
-        rows = session.execute(query).all()
-        items = [gpu_object(gpu, state, seen) for gpu, _booking, state, seen in rows]
+        rows = search_gpus(session, filters, now=now, offline_after_s=settings.offline_after_s)
+        items = [gpu_object(gpu, state, seen) for gpu, state, seen in rows]
     return JSONResponse(items)
 
 
