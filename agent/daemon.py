@@ -17,6 +17,7 @@ to the coordinator: a restart must not kill a tenant's work.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -44,16 +46,17 @@ from agent.errors import (
     CoordinatorUnavailableError,
 )
 from agent.gpu import GpuBackend, GpuInfo, GpuSample, open_backend
+from agent.lease_poll import LeasePoller
 from agent.lease_worker import LeaseWorker
 from agent.leases import GpuView, is_unhealthy
 from agent.log import get_logger
 from agent.registration import gpu_registration, miner_registration
 from agent.state import AgentState, StateStore, utc_now, write_atomic
-from agent.wire import AgentIdentity, GpuReport, HeartbeatRequest
+from agent.views import heartbeat_reports, metrics_rows, status_rows
+from agent.wire import AgentIdentity, HeartbeatRequest
 
 log = get_logger("agent.daemon")
 
-LONG_POLL_WAIT_S = 25.0
 STATUS_FILE = "status.json"
 STOP_DEADLINE_S = 4.0  # SIGTERM → exit 0 within 5 s, with a second to spare
 JOB_ID = "heartbeat"
@@ -105,6 +108,8 @@ class Daemon:
         self.heartbeat_tick_at = time.monotonic()
         self._threads: list[threading.Thread] = []
         self._last_status = ""
+        self.counters: collections.Counter[str] = collections.Counter()  # for agent.metrics
+        self._stop_metrics: Callable[[], None] | None = None
 
     # -- views ------------------------------------------------------------------------------
 
@@ -165,6 +170,7 @@ class Daemon:
             gpus=self.gpu_views,
         )
         self.worker.resume()
+        self._start_metrics()
         self._install_signals()
         try:
             self._heartbeat_tick()  # the first registration attempt, before READY=1
@@ -192,7 +198,14 @@ class Daemon:
         worker = threading.Thread(
             target=self.worker.run, args=(self.stop_event,), name="lease-worker", daemon=True
         )
-        poller = threading.Thread(target=self._poll_loop, name="lease-poll", daemon=True)
+        poll = LeasePoller(
+            worker=self.worker,
+            client=lambda: self.client,
+            registered=self.registered_event,
+            stop=self.stop_event,
+            backoff=self._poll_backoff,
+        )
+        poller = threading.Thread(target=poll.run, name="lease-poll", daemon=True)
         self._threads = [worker, poller]
         for thread in self._threads:
             thread.start()
@@ -265,6 +278,8 @@ class Daemon:
             self.worker.poke()
         for thread in self._threads:
             thread.join(timeout=max(0.0, 0.5 - (time.monotonic() - started)))
+        if self._stop_metrics is not None:
+            self._stop_metrics()
         if self.backend is not None:
             self.backend.close()
         if self.client is not None:
@@ -374,7 +389,9 @@ class Daemon:
         if failure is None:
             self._hb_backoff.success()
             self._hb_next_try = 0.0
+            self.counters["heartbeats_sent_total"] += 1
         else:
+            self.counters["heartbeat_failures_total"] += 1
             self._coordinator_trouble(failure)
         self._write_status()
 
@@ -427,6 +444,7 @@ class Daemon:
             self._set_interval()
             self.worker.reset_version()
             self.registered_event.set()
+            self.counters["registrations_total"] += 1
             log.info("miner_registered", miner_id=answer.miner_id, gpus=len(gpu_ids))
 
     def _heartbeat(self) -> None:
@@ -435,24 +453,7 @@ class Daemon:
         assert self.worker is not None
         self.seq += 1
         with self.lock:
-            reports = []
-            for info in self.gpus:
-                gpu_id = self.state.gpu_ids.get(info.uuid or "")
-                if gpu_id is None:
-                    continue
-                s = self.samples.get(info.uuid or "")
-                reports.append(
-                    GpuReport(
-                        gpu_id=gpu_id,
-                        uuid=info.uuid,
-                        health=s.health.status.value if s else "ok",
-                        health_reason=s.health.reason if s else None,
-                        utilization_pct=None if s is None else s.utilization_pct,
-                        memory_used_mib=None if s is None else s.memory_used_mib,
-                        temperature_c=None if s is None else s.temperature_c,
-                        power_draw_w=None if s is None else s.power_draw_w,
-                    )
-                )
+            reports = heartbeat_reports(self.gpus, self.samples, self.state.gpu_ids)
         leases = self.worker.report()
         request = HeartbeatRequest(
             inflight=sum(1 for lease in leases if lease.state in ("starting", "started")),
@@ -489,34 +490,33 @@ class Daemon:
         if answer.leases is not None:
             self.worker.offer(answer.lease_version, answer.leases)
 
-    # -- long poll --------------------------------------------------------------------------
+    # -- metrics ----------------------------------------------------------------------------
 
-    def _poll_loop(self) -> None:
-        assert self.worker is not None
-        while not self.stop_event.is_set():
-            if not self.registered_event.wait(0.5):
-                continue
-            client = self.client
-            if client is None:
-                continue
-            since = self.worker.lease_version
-            failure: AgentError | None = None
-            try:
-                answer = client.leases(since=since, wait_s=0 if since is None else LONG_POLL_WAIT_S)
-            except (CoordinatorUnavailableError, CoordinatorRejectedError) as exc:
-                failure = exc
-            if self.stop_event.is_set():
-                return
-            if failure is None:
-                self._poll_backoff.success()
-                self.worker.offer(answer.lease_version, answer.leases)
-                continue
-            delay = self._poll_backoff.failure()
-            key = f"poll:{failure}"
-            if key not in self._logged:
-                self._logged.add(key)
-                log.warning("lease_poll_failed", error=str(failure), retry_in_s=round(delay, 2))
-            self.stop_event.wait(delay)
+    def _start_metrics(self) -> None:
+        where = self.settings.metrics.host_port
+        if where is None:
+            return
+        from agent.metrics import serve
+
+        self._stop_metrics = serve(*where, self._metrics_snapshot)
+        log.info("metrics_listening", listen=self.settings.metrics.listen)
+
+    def _metrics_snapshot(self) -> Any:
+        from agent.metrics import Snapshot
+
+        with self.lock:
+            gpus = metrics_rows(self.gpus, self.samples)
+        active, owed = self.worker.counts() if self.worker is not None else (0, 0)
+        counters = dict(self.counters)
+        if self.worker is not None:
+            counters.update(self.worker.counters)
+        return Snapshot(
+            gpus=gpus,
+            leases_active=active,
+            acks_owed=owed,
+            coordinator_up=self.coordinator_state == "ok",
+            counters=counters,
+        )
 
     # -- status -----------------------------------------------------------------------------
 
@@ -538,24 +538,7 @@ class Daemon:
     def _write_status(self) -> None:
         """Write status.json for `aitbc-agent status` (not durable: it is only a view)."""
         with self.lock:
-            gpus: list[dict[str, Any]] = []
-            for info in self.gpus:
-                s = self.samples.get(info.uuid or "")
-                gpus.append(
-                    {
-                        "index": info.index,
-                        "uuid": info.uuid,
-                        "gpu_id": self.state.gpu_ids.get(info.uuid or ""),
-                        "name": info.name,
-                        "memory_total_mib": info.memory_total_mib,
-                        "health": None if s is None else s.health.status.value,
-                        "health_reason": None if s is None else s.health.reason,
-                        "utilization_pct": None if s is None else s.utilization_pct,
-                        "memory_used_mib": None if s is None else s.memory_used_mib,
-                        "temperature_c": None if s is None else s.temperature_c,
-                        "power_draw_w": None if s is None else s.power_draw_w,
-                    }
-                )
+            gpus = status_rows(self.gpus, self.samples, self.state.gpu_ids)
         doc = {
             "pid": os.getpid(),
             "version": __version__,

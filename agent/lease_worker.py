@@ -11,6 +11,7 @@ Hooks run one at a time on this thread; heartbeats never wait for them.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -69,6 +70,7 @@ class LeaseWorker:
         self.tick_at = time.monotonic()
         self.busy_until: float | None = None  # a hook's deadline while one runs
         self.state_error: str | None = None
+        self.counters: collections.Counter[str] = collections.Counter()  # for agent.metrics
 
     # -- inputs from other threads ----------------------------------------------------------
 
@@ -241,6 +243,9 @@ class LeaseWorker:
                 lease.detail = f"on_start {result.describe()}"
                 lease.owe_ack("rejected", lease.generation)
             self._save()
+        self.counters[
+            "leases_started_total" if lease.phase == "started" else "leases_failed_total"
+        ] += 1
         if lease.phase == "started":
             latency = None if d.start_time is None else (self._clock() - d.start_time)
             log.info(
@@ -275,6 +280,7 @@ class LeaseWorker:
             lease.generation = max(lease.generation, action.generation)
             lease.owe_ack("stopped", action.generation)
             self._save()
+        self.counters["leases_stopped_total"] += 1
         log.info(
             "lease_stopped", booking_id=lease.booking_id, reason=action.reason, detail=lease.detail
         )
@@ -296,6 +302,7 @@ class LeaseWorker:
         with self._lock:
             self._state.leases[d.booking_id] = lease
             self._save()
+        self.counters["leases_rejected_total"] += 1
         log.warning("lease_rejected", booking_id=d.booking_id, reason=action.reason)
 
     def _update(self, action: Update) -> None:
@@ -337,6 +344,9 @@ class LeaseWorker:
             result = run_hook(argv, env, timeout_s=timeout_s)
         finally:
             self.busy_until = None
+        self.counters["hook_runs_total"] += 1
+        if not result.ok:
+            self.counters["hook_failures_total"] += 1
         level = log.info if result.ok else log.error
         level("hook_finished", hook=argv[0], booking_id=lease.booking_id, result=result.describe())
         return result

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import httpx
+
 from tests.e2e.harness import HEARTBEAT_S, Agent, Renter, wait_for
-from tests.support import REPO
+from tests.support import REPO, free_port
 
 
 def all_available_with_metrics(renter: Renter) -> list[dict[str, Any]] | None:
@@ -25,7 +27,10 @@ def all_available_with_metrics(renter: Renter) -> list[dict[str, Any]] | None:
 def test_book_starts_the_lease_in_under_a_second_and_release_ends_it(
     renter: Renter, make_agent: Callable[..., Agent]
 ) -> None:
-    agent = make_agent().start(wait_ready=False)
+    metrics_port = free_port()
+    agent = make_agent(extra_toml=f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n').start(
+        wait_ready=False
+    )
     ready_at = agent.wait_ready()
     gpus = wait_for("4 available GPUs with metrics", lambda: all_available_with_metrics(renter))
     seen_after_s = time.monotonic() - ready_at
@@ -55,6 +60,9 @@ def test_book_starts_the_lease_in_under_a_second_and_release_ends_it(
     assert run[5] == "alice"
     assert run[6] == booking["end_time"]
     assert renter.gpu(gpu["id"])["status"] == "booked"
+    scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    assert "aitbc_agent_leases_active 1.0" in scrape
+    assert scrape.count("aitbc_gpu_utilization_pct{") == 4
 
     released = renter.release(gpu["id"])
     assert released["status"] == "released"

@@ -1,0 +1,70 @@
+"""The lease long poll: keeps `GET /v1/miners/leases` open and hands each answer to the worker.
+
+`since` is the newest lease version the worker applied; without one (first poll, or after a
+re-registration) the poll asks with `wait_s=0` so the current set arrives at once. Failures
+back off with jitter; the first failure of a streak is logged, and so is the recovery.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from agent.backoff import Backoff
+from agent.coordinator import CoordinatorClient
+from agent.errors import CoordinatorRejectedError, CoordinatorUnavailableError
+from agent.lease_worker import LeaseWorker
+from agent.log import get_logger
+
+log = get_logger("agent.lease_poll")
+
+LONG_POLL_WAIT_S = 25.0
+
+
+class LeasePoller:
+    """Runs on its own daemon thread until `stop` is set."""
+
+    def __init__(
+        self,
+        *,
+        worker: LeaseWorker,
+        client: Callable[[], CoordinatorClient | None],
+        registered: threading.Event,
+        stop: threading.Event,
+        backoff: Backoff,
+    ) -> None:
+        self._worker = worker
+        self._client = client
+        self._registered = registered
+        self._stop = stop
+        self.backoff = backoff
+        self._failing = False
+
+    def run(self) -> None:
+        """Poll until stopped; never raises on coordinator trouble."""
+        while not self._stop.is_set():
+            if not self._registered.wait(0.5):
+                continue
+            client = self._client()
+            if client is None:
+                continue
+            since = self._worker.lease_version
+            failure: CoordinatorUnavailableError | CoordinatorRejectedError | None = None
+            try:
+                answer = client.leases(since=since, wait_s=0 if since is None else LONG_POLL_WAIT_S)
+            except (CoordinatorUnavailableError, CoordinatorRejectedError) as exc:
+                failure = exc
+            if self._stop.is_set():
+                return
+            if failure is None:
+                if self._failing:
+                    log.info("lease_poll_recovered")
+                self._failing = False
+                self.backoff.success()
+                self._worker.offer(answer.lease_version, answer.leases)
+                continue
+            delay = self.backoff.failure()
+            if not self._failing:
+                log.warning("lease_poll_failed", error=str(failure), retry_in_s=round(delay, 2))
+            self._failing = True
+            self._stop.wait(delay)

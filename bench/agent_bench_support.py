@@ -1,0 +1,132 @@
+"""Shared by the agent benchmarks: a coordinator and an agent as real processes on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN_KEY, MINER_KEY, CLIENT_KEY = "bench-admin-key", "bench-miner-key", "bench-client-key"
+KEYS = f"admin:ops:{ADMIN_KEY},miner:bench-host:{MINER_KEY},client:alice:{CLIENT_KEY}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def coordinator(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`aitbc-coordinator serve` (uvicorn, one worker) on a fresh SQLite file; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "COORDINATOR_DATABASE_URL": f"sqlite:///{workdir / 'coordinator.db'}",
+            "COORDINATOR_BOOTSTRAP_KEYS": KEYS,
+            "COORDINATOR_LOG_LEVEL": "warning",
+            **(env or {}),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"coordinator exited with {proc.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("coordinator not ready after 30 s")
+            time.sleep(0.1)
+        yield base
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def agent(
+    workdir: Path,
+    base: str,
+    *,
+    gpus: int,
+    heartbeat_interval_s: float,
+    on_start: list[str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`aitbc-agent run` with `gpus` simulated GPUs; stderr (JSON log lines) to agent.log."""
+    config = workdir / "agent.toml"
+    config.write_text(
+        f'[coordinator]\nurl = "{base}"\napi_key = "{MINER_KEY}"\nminer_id = "bench-host"\n'
+        f'[agent]\nstate_dir = "{workdir / "state"}"\n'
+        f"heartbeat_interval_s = {heartbeat_interval_s}\n"
+        '[gpu]\nbackend = "simulated"\n'
+        '[[gpu.simulated]]\nmodel = "NVIDIA H100 80GB HBM3"\nmemory_mib = 81559\n'
+        f"count = {gpus}\nutilization_pct = [5, 50, 95]\n"
+        f"[leases]\non_start = {json.dumps(on_start or [])}\n"
+    )
+    with (workdir / "agent.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", "--config", str(config)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            yield proc
+        finally:
+            _stop(proc)
+
+
+def wait_available(http: httpx.Client, count: int, timeout_s: float = 30) -> list[dict[str, Any]]:
+    """Wait until `count` GPUs are available with metrics; returns them."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        r = http.get("/v1/marketplace/gpu/list", params={"limit": 500})
+        r.raise_for_status()
+        gpus = r.json()
+        ready = [
+            g
+            for g in gpus
+            if g["status"] == "available" and g["metrics"]["utilization_pct"] is not None
+        ]
+        if len(ready) >= count:
+            return list(ready)
+        time.sleep(0.05)
+    raise RuntimeError(f"{count} GPUs not available after {timeout_s}s")
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": sys.platform,
+    }
