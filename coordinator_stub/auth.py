@@ -56,6 +56,12 @@ class KeyCache:
         self._known: dict[str, Principal] = {}
         self._lock = threading.Lock()
 
+    def peek(self, key: str) -> Principal | None:
+        """The key's principal if it was seen before; never touches the database."""
+        key_hash = hash_key(key)
+        with self._lock:
+            return self._known.get(key_hash)
+
     def lookup(self, session: Session, key: str) -> Principal | None:
         key_hash = hash_key(key)
         with self._lock:

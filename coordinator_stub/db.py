@@ -8,8 +8,9 @@ whose row counts are checked, so they hold across coordinator processes too.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
@@ -33,6 +34,9 @@ class Database:
         )
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write = sessionmaker(bind=writer, expire_on_commit=False)
+        self._write_gate: AbstractContextManager[object] = (
+            threading.RLock() if self.is_sqlite else nullcontext()
+        )
 
     def create_schema(self) -> None:
         """Create missing tables and indexes (idempotent; safe when processes race at start)."""
@@ -49,8 +53,14 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back on any exception."""
-        with self._write() as session, session.begin():
+        """One transaction: committed when the block ends, rolled back on any exception.
+
+        SQLite: writers of this process queue on a lock before `BEGIN IMMEDIATE`. SQLite's own
+        busy handler sleeps in growing steps (up to 100 ms) between retries, which under load
+        costs far more than the writes; the lock hands over at once. Other processes still
+        meet at SQLite's lock.
+        """
+        with self._write_gate, self._write() as session, session.begin():
             yield session
 
     def on_write_commit(self, listener: Callable[[Session], None]) -> None:

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from starlette.concurrency import run_in_threadpool
 
 from coordinator_stub.auth import KeyCache, Principal
 from coordinator_stub.config import CoordinatorSettings
@@ -13,17 +14,17 @@ from coordinator_stub.db import Database
 from coordinator_stub.errors import ForbiddenError, UnauthorizedError
 
 
-def get_settings(request: Request) -> CoordinatorSettings:
+async def get_settings(request: Request) -> CoordinatorSettings:
     settings: CoordinatorSettings = request.app.state.settings
     return settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_now(request: Request) -> datetime:
+async def get_now(request: Request) -> datetime:
     """The request's one 'now' (the app's clock; tests may install a fake one)."""
     now: datetime = request.app.state.clock()
     return now
@@ -45,23 +46,34 @@ def _presented_key(request: Request) -> str:
     return ""
 
 
-def get_optional_principal(request: Request, db: DbDep) -> Principal | None:
-    """The caller, or None when no key (or an empty one) was sent. A bad key is a 401."""
+async def get_optional_principal(request: Request, db: DbDep) -> Principal | None:
+    """The caller, or None when no key (or an empty one) was sent. A bad key is a 401.
+
+    The dependencies here are `async def`: a sync dependency costs a worker-thread round trip
+    per request each, which is most of a heartbeat's CPU. Only a key not seen before goes to
+    the database (in the threadpool).
+    """
     key = _presented_key(request)
     if not key:
         return None
     cache: KeyCache = request.app.state.key_cache
-    with db.read() as session:
-        principal = cache.lookup(session, key)
+    principal = cache.peek(key)
+    if principal is None:
+        principal = await run_in_threadpool(_lookup_key, cache, db, key)
     if principal is None:
         raise UnauthorizedError("invalid API key")
     return principal
 
 
+def _lookup_key(cache: KeyCache, db: Database, key: str) -> Principal | None:
+    with db.read() as session:
+        return cache.lookup(session, key)
+
+
 OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]
 
 
-def get_principal(principal: OptionalPrincipalDep) -> Principal:
+async def get_principal(principal: OptionalPrincipalDep) -> Principal:
     if principal is None:
         raise UnauthorizedError("an API key is required (X-Api-Key header)")
     return principal
@@ -73,7 +85,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 def require_role(*roles: str) -> object:
     """A dependency admitting the given roles; admin may do anything a miner or client may."""
 
-    def dependency(principal: PrincipalDep) -> Principal:
+    async def dependency(principal: PrincipalDep) -> Principal:
         if principal.role not in roles and not principal.is_admin:
             raise ForbiddenError(f"this call needs a {' or '.join(roles)} key")
         return principal
@@ -81,7 +93,7 @@ def require_role(*roles: str) -> object:
     return Depends(dependency)
 
 
-def get_miner(
+async def get_miner(
     principal: Annotated[Principal, require_role("miner")],
     x_miner_id: Annotated[str | None, Header(max_length=128)] = None,
 ) -> Principal:

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import bindparam, func, select, union_all, update
 from sqlalchemy.orm import Session
 
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.errors import ConflictError, NotFoundError
-from coordinator_stub.models import ACTIVE, Booking, Gpu, Miner
+from coordinator_stub.models import ACTIVE, Booking, Gpu, Miner, UtcDateTime
 
 NOTIFY_CHANNEL = "aitbc_leases"
 CHANGED_MINERS = "aitbc_lease_changed_miners"  # key in Session.info, read after commit
@@ -76,55 +76,64 @@ def _lease_view(
     return "active", generation
 
 
+_BOOKINGS = Booking.__table__.c
+_GPUS = Gpu.__table__.c
 _LEASE_COLUMNS = (
-    Booking.id,
-    Booking.gpu_id,
-    Gpu.uuid,
-    Booking.client_id,
-    Booking.start_time,
-    Booking.end_time,
-    Booking.lease_generation,
-    Booking.status,
+    _BOOKINGS.id,
+    _BOOKINGS.gpu_id,
+    _GPUS.uuid,
+    _BOOKINGS.client_id,
+    _BOOKINGS.start_time,
+    _BOOKINGS.end_time,
+    _BOOKINGS.lease_generation,
+    _BOOKINGS.status,
 )
+_ACTIVE_LEASES = (
+    select(*_LEASE_COLUMNS)
+    .join_from(Booking.__table__, Gpu.__table__, _GPUS.id == _BOOKINGS.gpu_id)
+    .where(
+        _BOOKINGS.miner_id == bindparam("miner_id"),
+        _BOOKINGS.ended_at.is_(None),
+        _BOOKINGS.status == ACTIVE,
+    )
+)
+_ENDED_LEASES = (
+    select(*_LEASE_COLUMNS)
+    .join_from(Booking.__table__, Gpu.__table__, _GPUS.id == _BOOKINGS.gpu_id)
+    .where(
+        _BOOKINGS.miner_id == bindparam("miner_id"),
+        _BOOKINGS.ended_at >= bindparam("ended_after", type_=UtcDateTime),
+        _BOOKINGS.status != ACTIVE,
+        _BOOKINGS.lease_state.not_in(DONE_LEASE_STATES),
+    )
+)
+_DESIRED_LEASES = union_all(_ACTIVE_LEASES, _ENDED_LEASES)
 
 
 def desired_leases(session: Session, miner_id: str, now: datetime) -> list[DesiredLease]:
     """The leases the miner's agent should hold (`active`) or stop (`ended`), by start time.
 
     Every active booking on the miner's GPUs, plus bookings ended in the last 24 h whose lease
-    the agent has not yet acknowledged as `stopped` or `rejected`. Two index range scans on
-    (miner_id, ended_at), so a miner's history does not slow its heartbeats down.
+    the agent has not yet acknowledged as `stopped` or `rejected`: one statement of two index
+    range scans on (miner_id, ended_at), so a miner's history does not slow its heartbeats.
+    Core, not ORM: this runs on every heartbeat and long-poll answer.
     """
-    active = (
-        select(*_LEASE_COLUMNS)
-        .join(Gpu, Gpu.id == Booking.gpu_id)
-        .where(Booking.miner_id == miner_id, Booking.ended_at.is_(None), Booking.status == ACTIVE)
+    rows = session.connection().execute(
+        _DESIRED_LEASES, {"miner_id": miner_id, "ended_after": now - ENDED_LEASE_HORIZON}
     )
-    recently_ended = (
-        select(*_LEASE_COLUMNS)
-        .join(Gpu, Gpu.id == Booking.gpu_id)
-        .where(
-            Booking.miner_id == miner_id,
-            Booking.ended_at >= now - ENDED_LEASE_HORIZON,
-            Booking.status != ACTIVE,
-            Booking.lease_state.not_in(DONE_LEASE_STATES),
-        )
-    )
-    rows: list[Row[tuple[str, str, str | None, str, datetime, datetime, int, str]]] = [
-        *session.execute(active),
-        *session.execute(recently_ended),
-    ]
     leases: list[DesiredLease] = []
-    for row in sorted(rows, key=lambda r: (r.start_time, r.id)):
-        state, generation = _lease_view(row.status, row.end_time, row.lease_generation, now)
+    for booking_id, gpu_id, uuid, client_id, start, end, base_generation, status in sorted(
+        rows, key=lambda r: (r[4], r[0])
+    ):
+        state, generation = _lease_view(status, end, base_generation, now)
         leases.append(
             DesiredLease(
-                booking_id=row.id,
-                gpu_id=row.gpu_id,
-                gpu_uuid=row.uuid,
-                client_id=row.client_id,
-                start_time=row.start_time,
-                end_time=row.end_time,
+                booking_id=booking_id,
+                gpu_id=gpu_id,
+                gpu_uuid=uuid,
+                client_id=client_id,
+                start_time=start,
+                end_time=end,
                 generation=generation,
                 state=state,
             )

@@ -11,10 +11,9 @@ import secrets
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Boolean, Connection, String, bindparam, case, func, null, or_, select, update
 from starlette.concurrency import run_in_threadpool
 
 from coordinator_stub import leases, ledger
@@ -23,7 +22,7 @@ from coordinator_stub.db import Database, insert_or_ignore
 from coordinator_stub.deps import DbDep, MinerDep, NowDep, SettingsDep
 from coordinator_stub.errors import ForbiddenError, NotFoundError
 from coordinator_stub.lease_wakeups import LeaseHub
-from coordinator_stub.models import Gpu, Miner
+from coordinator_stub.models import Gpu, Miner, UtcDateTime
 from coordinator_stub.status import UNHEALTHY
 
 router = APIRouter(prefix="/v1/miners", tags=["miners"])
@@ -176,10 +175,14 @@ def register_miner(
     )
 
 
-@router.post("/heartbeat", responses={404: {"description": "miner not registered"}})
+@router.post(
+    "/heartbeat",
+    response_model=HeartbeatOut,
+    responses={404: {"description": "miner not registered"}},
+)
 def heartbeat(
     body: HeartbeatIn, miner: MinerDep, db: DbDep, now: NowDep, settings: SettingsDep
-) -> HeartbeatOut:
+) -> Response:
     """Mark the miner alive, store each reported GPU's health and metrics, answer with the leases
     it should hold. One transaction of a few statements: the miner row (RETURNING its lease
     version), one read of the reported GPUs, one batched UPDATE for all of them, the leases.
@@ -189,70 +192,115 @@ def heartbeat(
     """
     ignored: list[str] = []
     with db.write() as session:
-        lease_version = session.execute(
-            update(Miner)
-            .where(Miner.id == miner.subject, Miner.deregistered_at.is_(None))
-            .values(
-                last_heartbeat_at=now,
-                inflight=body.inflight,
-                status_text=body.status,
-                agent=body.agent.model_dump() if body.agent else {},
-            )
-            .returning(Miner.lease_version)
+        conn = session.connection()  # Core on the hot path: the ORM layers cost more than SQLite
+        lease_version = conn.execute(
+            _TOUCH_MINER,
+            {
+                "miner_id": miner.subject,
+                "now": now,
+                "inflight": body.inflight,
+                "status_text": body.status,
+                "agent": body.agent.model_dump() if body.agent else {},
+            },
         ).scalar_one_or_none()
         if lease_version is None:
             raise NotFoundError("miner not registered")
         if body.gpus:
-            ignored = _store_gpu_reports(session, miner.subject, body.gpus, now)
+            ignored = _store_gpu_reports(conn, miner.subject, body.gpus, now)
         desired = leases.desired_leases(session, miner.subject, now)
-    return HeartbeatOut(
+    answer = HeartbeatOut(
         heartbeat_interval_s=settings.heartbeat_interval_s,
         lease_version=lease_version,
         leases=[_lease_out(lease) for lease in desired],
         ignored_gpus=ignored,
     )
+    # Serialized here: FastAPI would validate the model a second time on the way out.
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+_MINERS = Miner.__table__.c
+_GPUS = Gpu.__table__.c
+_TOUCH_MINER = (
+    update(Miner)
+    .where(_MINERS.id == bindparam("miner_id"), _MINERS.deregistered_at.is_(None))
+    .values(
+        last_heartbeat_at=bindparam("now"),
+        inflight=bindparam("inflight"),
+        status_text=bindparam("status_text"),
+        agent=bindparam("agent"),
+    )
+    .returning(_MINERS.lease_version)
+)
+_NOW = bindparam("b_now", type_=UtcDateTime)
+# One executemany for all reported GPUs. Ownership and the uuid are checked in the WHERE clause,
+# and `unhealthy_since` keeps the moment the GPU first went unhealthy/lost (cleared when it
+# recovers; the provider-fault rule measures offline time from it), so nothing is read first.
+_STORE_GPU_REPORT = (
+    update(Gpu)
+    .where(
+        _GPUS.id == bindparam("b_gpu_id"),
+        _GPUS.miner_id == bindparam("b_miner_id"),
+        _GPUS.deleted_at.is_(None),
+        or_(
+            bindparam("b_any_uuid", type_=Boolean), _GPUS.uuid == bindparam("b_uuid", type_=String)
+        ),
+    )
+    .values(
+        health=bindparam("b_health"),
+        health_reason=bindparam("b_health_reason"),
+        unhealthy_since=case(
+            (bindparam("b_unhealthy", type_=Boolean), func.coalesce(_GPUS.unhealthy_since, _NOW)),
+            else_=null(),
+        ),
+        utilization_pct=bindparam("b_utilization_pct"),
+        memory_used_mib=bindparam("b_memory_used_mib"),
+        temperature_c=bindparam("b_temperature_c"),
+        power_draw_w=bindparam("b_power_draw_w"),
+        metrics_at=_NOW,
+    )
+)
 
 
 def _store_gpu_reports(
-    session: Session, miner_id: str, reports: list[GpuReport], now: datetime
+    conn: Connection, miner_id: str, reports: list[GpuReport], now: datetime
 ) -> list[str]:
-    """Batch-update the miner's reported GPUs; returns the ids it ignored (not its, wrong uuid).
-
-    `unhealthy_since` keeps the moment the GPU first went unhealthy/lost and is cleared when it
-    recovers: the provider-fault rule measures offline time from it.
-    """
-    owned = {
-        row.id: row
-        for row in session.execute(
-            select(Gpu.id, Gpu.uuid, Gpu.unhealthy_since).where(
-                Gpu.miner_id == miner_id,
-                Gpu.deleted_at.is_(None),
-                Gpu.id.in_([g.gpu_id for g in reports]),
-            )
-        )
-    }
-    ignored: list[str] = []
+    """Batch-update the miner's reported GPUs; returns the ids it ignored (not its, wrong uuid)."""
     updates: dict[str, dict[str, Any]] = {}
     for report in reports:
-        row = owned.get(report.gpu_id)
-        if row is None or (report.uuid is not None and report.uuid != row.uuid):
-            ignored.append(report.gpu_id)
-            continue
-        unhealthy = report.health in UNHEALTHY
         updates[report.gpu_id] = {  # a GPU reported twice: the last report wins
-            "id": report.gpu_id,
-            "health": report.health,
-            "health_reason": report.health_reason,
-            "unhealthy_since": (row.unhealthy_since or now) if unhealthy else None,
-            "utilization_pct": report.utilization_pct,
-            "memory_used_mib": report.memory_used_mib,
-            "temperature_c": report.temperature_c,
-            "power_draw_w": report.power_draw_w,
-            "metrics_at": now,
+            "b_gpu_id": report.gpu_id,
+            "b_miner_id": miner_id,
+            "b_any_uuid": report.uuid is None,
+            "b_uuid": report.uuid,
+            "b_health": report.health,
+            "b_health_reason": report.health_reason,
+            "b_unhealthy": report.health in UNHEALTHY,
+            "b_utilization_pct": report.utilization_pct,
+            "b_memory_used_mib": report.memory_used_mib,
+            "b_temperature_c": report.temperature_c,
+            "b_power_draw_w": report.power_draw_w,
+            "b_now": now,
         }
-    if updates:
-        session.execute(update(Gpu), list(updates.values()))  # executemany by primary key
-    return ignored
+    updated = conn.execute(_STORE_GPU_REPORT, list(updates.values())).rowcount
+    if updated == len(updates):
+        return []
+    # Some report did not match (another miner's GPU, a wrong uuid): find out which, for the
+    # answer. Rare, so the common heartbeat never pays for this read.
+    owned = dict(
+        conn.execute(
+            select(_GPUS.id, _GPUS.uuid).where(
+                _GPUS.miner_id == miner_id,
+                _GPUS.deleted_at.is_(None),
+                _GPUS.id.in_(list(updates)),
+            )
+        ).all()
+    )
+    return [
+        report.gpu_id
+        for report in reports
+        if report.gpu_id not in owned
+        or (report.uuid is not None and report.uuid != owned[report.gpu_id])
+    ]
 
 
 @router.get("/leases", responses={404: {"description": "miner not registered"}})
