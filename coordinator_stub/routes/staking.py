@@ -15,7 +15,7 @@ from coordinator_stub.deps import DbDep, NowDep, PrincipalDep, SettingsDep
 from coordinator_stub.errors import NotFoundError
 from coordinator_stub.models import Stake
 from coordinator_stub.money import MoneyIn, MoneyOut
-from coordinator_stub.routes.inputs import Name, Text, is_id_shaped
+from coordinator_stub.routes.inputs import MAX_OFFSET, Name, Text, is_id_shaped
 
 router = APIRouter(tags=["staking"])
 
@@ -147,7 +147,7 @@ def list_stakes(
     miner_id: Annotated[Text | None, Query(max_length=128)] = None,
     status: StakeStatus | None = None,
     limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> list[StakeOut]:
     """Your stakes (admin: all), newest first."""
     with db.read() as session:
