@@ -54,9 +54,6 @@ def one_run(duration_s: float, warmup_s: float) -> dict[str, Any]:
                 time.sleep(1)
             cpu_s, wall_s = _cpu_s(proc.pid) - cpu0, time.monotonic() - t0
             hwm = _status_kib(proc.pid, "VmHWM")
-            heartbeats = sum(
-                1 for line in (work / "agent.log").read_text().splitlines() if "heartbeat" in line
-            )
     return {
         "duration_s": round(wall_s, 1),
         "cpu_s": round(cpu_s, 3),
@@ -64,7 +61,6 @@ def one_run(duration_s: float, warmup_s: float) -> dict[str, Any]:
         "rss_mib_median": round(statistics.median(rss) / 1024, 1),
         "rss_mib_max": round(max(rss) / 1024, 1),
         "rss_mib_peak_hwm": round(hwm / 1024, 1),
-        "heartbeat_log_lines": heartbeats,
     }
 
 
