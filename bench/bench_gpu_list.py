@@ -155,9 +155,9 @@ def populate(database_url: str, gpus: int) -> float:
     for start in range(0, len(bookings), chunk):
         with db.write() as session:
             session.execute(insert(Booking), bookings[start : start + chunk])
-    if db.is_sqlite:
-        with db.engine.connect() as conn:
-            conn.exec_driver_sql("ANALYZE")
+    # Planner statistics, as autovacuum (PostgreSQL) or an operator (SQLite) would gather them.
+    with db.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
     db.dispose()
     return time.perf_counter() - started
 
@@ -275,14 +275,20 @@ def main() -> int:
                         __file__,
                         *("--load", f"http://127.0.0.1:{port}", "--requests", str(args.requests)),
                     ],
-                    check=True,
+                    check=False,
                     capture_output=True,
                     text=True,
                 )
+                if out.returncode != 0:
+                    raise RuntimeError(f"load generator failed: {out.stderr[-2000:]}")
                 runs.append(json.loads(out.stdout))
         finally:
             proc.terminate()
-            proc.wait(timeout=10)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     summary = median_of(runs)
     result = {
         "benchmark": "gpu_list",
