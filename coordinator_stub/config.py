@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -9,6 +11,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROLES = ("admin", "miner", "client")
+BOOTSTRAP_KEYS_CREDENTIAL = "bootstrap-keys"  # systemd LoadCredential= name
 
 
 class BootstrapKey:
@@ -62,8 +65,17 @@ class CoordinatorSettings(BaseSettings):
         parse_bootstrap_keys(value)
         return value
 
-    def parsed_bootstrap_keys(self) -> list[BootstrapKey]:
-        return parse_bootstrap_keys(self.bootstrap_keys)
+    def parsed_bootstrap_keys(self, environ: Mapping[str, str] | None = None) -> list[BootstrapKey]:
+        """Keys from COORDINATOR_BOOTSTRAP_KEYS plus the systemd credential `bootstrap-keys`
+        (`LoadCredential=`), so the secret never has to sit in the unit's environment."""
+        environ = os.environ if environ is None else environ
+        keys = parse_bootstrap_keys(self.bootstrap_keys)
+        credentials = environ.get("CREDENTIALS_DIRECTORY")
+        if credentials:
+            path = Path(credentials) / BOOTSTRAP_KEYS_CREDENTIAL
+            if path.is_file():
+                keys += parse_bootstrap_keys(path.read_text(encoding="utf-8").replace("\n", ","))
+        return keys
 
 
 def parse_bootstrap_keys(value: str) -> list[BootstrapKey]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
+from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.ledger import conservation
 from tests.support import ADMIN_KEY, CLIENT_KEY, MINER_KEY, auth
 
@@ -75,3 +79,20 @@ def test_heartbeat_before_register_is_404(client: TestClient) -> None:
     resp = client.post("/v1/miners/heartbeat", json={}, headers=auth(MINER_KEY))
     assert resp.status_code == 404
     assert resp.json() == {"detail": "miner not registered"}
+
+
+def test_bootstrap_keys_come_from_the_systemd_credential_too(tmp_path: Path) -> None:
+    (tmp_path / "bootstrap-keys").write_text("admin:ops:K1\nclient:carol:K9\n", encoding="utf-8")
+    settings = CoordinatorSettings(bootstrap_keys="miner:host-01:K2")
+    keys = settings.parsed_bootstrap_keys({"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert [(k.role, k.subject, k.key) for k in keys] == [
+        ("miner", "host-01", "K2"),
+        ("admin", "ops", "K1"),
+        ("client", "carol", "K9"),
+    ]
+    assert "K9" not in repr(keys)
+
+
+def test_malformed_bootstrap_key_is_rejected_by_position() -> None:
+    with pytest.raises(ValueError, match="bootstrap key #2"):
+        CoordinatorSettings(bootstrap_keys="admin:ops:K1,client:nokey")
