@@ -6,12 +6,14 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -92,16 +94,18 @@ def live_coordinator(
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
+    # stderr goes to a file, not a pipe: a pipe nobody drains blocks the server once it fills.
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(
         [sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
         env=full_env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(base, proc)
+        wait_until_healthy(base, proc, log)
         yield base
     finally:
         proc.terminate()
@@ -110,15 +114,19 @@ def live_coordinator(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        log.close()
 
 
-def wait_until_healthy(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+def wait_until_healthy(
+    base: str, proc: subprocess.Popen[bytes], log: IO[bytes] | None = None, timeout_s: float = 30
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            err = proc.stderr.read().decode() if proc.stderr else ""
+            err = ""
+            if log is not None:
+                log.seek(0)
+                err = log.read().decode(errors="replace")
             raise RuntimeError(f"coordinator exited with {proc.returncode}: {err[-2000:]}")
         try:
             if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
