@@ -50,7 +50,9 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(out)
+    handler: logging.Handler = (
+        logging.StreamHandler(out) if stream is not None else _CurrentStderrHandler()
+    )
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
@@ -68,6 +70,22 @@ def configure_logging(
     handler._aitbc_agent = True  # type: ignore[attr-defined]  # marks our handler for reconfigure
     root.addHandler(handler)
     root.setLevel(numeric)
+
+
+class _CurrentStderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not when it was configured:
+    a test runner (or an embedding program) may swap and close the stream it had earlier."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
 
 
 def get_logger(name: str | None = None) -> Any:
