@@ -64,7 +64,9 @@ def _start_coordinator(db_url: str, miners: int, port: int) -> subprocess.Popen[
     }
     # BENCH_PROFILE=out.txt runs the coordinator under `py-spy record` (collapsed stacks).
     profile = os.environ.get("BENCH_PROFILE")
-    prefix = ["py-spy", "record", "--gil", "--format", "raw", "-o", profile, "--"] if profile else []
+    prefix = (
+        ["py-spy", "record", "--gil", "--format", "raw", "-o", profile, "--"] if profile else []
+    )
     proc = subprocess.Popen(
         [*prefix, sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
         env=env,
@@ -203,20 +205,24 @@ async def _closed_loop(
 
 
 async def _open_loop(
-    port: int, requests: list[bytes], rate: float, duration_s: float
+    port: int, requests: list[bytes], rate: float, duration_s: float, connections: int = 64
 ) -> dict[str, Any]:
     latencies: list[float] = []
     errors = 0
-    idle: list[Connection] = [await Connection.open(port) for _ in range(16)]
+    # A fixed pool of keep-alive connections (like a client's pool): a heartbeat that finds
+    # none idle waits for one, and that wait counts in its latency.
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(connections):
+        idle.put_nowait(await Connection.open(port))
     inflight: set[asyncio.Task[None]] = set()
 
     async def one(request: bytes, scheduled: float) -> None:
         nonlocal errors
-        conn = idle.pop() if idle else await Connection.open(port)
+        conn = await idle.get()
         status = await conn.send(request)
         latencies.append(time.monotonic() - scheduled)  # from when it was due
         errors += status != 200
-        idle.append(conn)
+        idle.put_nowait(conn)
 
     start = time.monotonic()
     total = int(rate * duration_s)
@@ -230,8 +236,8 @@ async def _open_loop(
         task.add_done_callback(inflight.discard)
     await asyncio.gather(*inflight)
     elapsed = time.monotonic() - start
-    for conn in idle:
-        conn.close()
+    while not idle.empty():
+        idle.get_nowait().close()
     return _summary(latencies, elapsed, errors)
 
 

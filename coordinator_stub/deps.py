@@ -82,23 +82,35 @@ async def get_principal(principal: OptionalPrincipalDep) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require_role(*roles: str) -> object:
-    """A dependency admitting the given roles; admin may do anything a miner or client may."""
+async def _principal_in_role(request: Request, db: Database, roles: tuple[str, ...]) -> Principal:
+    """401 without a valid key, 403 for a role not in `roles` (admin may do anything)."""
+    principal = await get_principal(await get_optional_principal(request, db))
+    if principal.role not in roles and not principal.is_admin:
+        raise ForbiddenError(f"this call needs a {' or '.join(roles)} key")
+    return principal
 
-    async def dependency(principal: PrincipalDep) -> Principal:
-        if principal.role not in roles and not principal.is_admin:
-            raise ForbiddenError(f"this call needs a {' or '.join(roles)} key")
-        return principal
+
+def require_role(*roles: str) -> object:
+    """A dependency admitting the given roles; admin may do anything a miner or client may.
+
+    One flat dependency (it calls the principal functions itself): each level of FastAPI
+    sub-dependencies costs real time on hot paths such as the heartbeat.
+    """
+
+    async def dependency(request: Request, db: DbDep) -> Principal:
+        return await _principal_in_role(request, db, roles)
 
     return Depends(dependency)
 
 
 async def get_miner(
-    principal: Annotated[Principal, require_role("miner")],
+    request: Request,
+    db: DbDep,
     x_miner_id: Annotated[str | None, Header(max_length=128)] = None,
 ) -> Principal:
     """The acting miner. For a miner key, `X-Miner-ID` absent or `default` means the bound id;
     any other value must equal it. An admin acts as the miner named in `X-Miner-ID`."""
+    principal = await _principal_in_role(request, db, ("miner",))
     if principal.is_admin:
         if x_miner_id and x_miner_id != "default":
             return Principal(role="miner", subject=x_miner_id)
