@@ -1,7 +1,10 @@
 """The GPU list query (SPEC §3.3), fast at 100 000 GPUs on SQLite and PostgreSQL.
 
 The list is ordered by (list price, id); `ix_gpus_price_id` yields that order, so a filter that
-many GPUs pass (available, region, a price ceiling) stops after about a page of index entries.
+many GPUs pass (available, booked, a price ceiling) stops after about a page of index entries.
+A region or miner filter walks its own (region | miner, price, id) index in the same order. The
+status filters are booleans (`status.status_condition`), not comparisons of the status CASE:
+PostgreSQL cannot estimate the CASE, takes it for 0.5 % of the rows and sorts the whole table.
 A selective filter on model or memory is different: the GPUs it wants may sit at the far
 (expensive) end of the price order, and the ordered scan would read most of the table first.
 Those are answered per partition: the distinct models (or memory sizes) that can match are
@@ -26,7 +29,7 @@ from sqlalchemy import ColumnElement, Row, Select, func, text
 from sqlalchemy.orm import Session
 
 from coordinator_stub.models import Gpu, Miner
-from coordinator_stub.status import gpu_status, select_gpus
+from coordinator_stub.status import gpu_status, select_gpus, status_condition
 
 GpuRow = Row[Gpu, str, datetime | None]
 
@@ -76,10 +79,13 @@ def _filtered(
     query = select_gpus(now, offline_after_s).with_only_columns(
         Gpu, derived, Miner.last_heartbeat_at, maintain_column_froms=False
     )
+    # The status filters as booleans (status_condition), not comparisons of the CASE: the same
+    # rows, but PostgreSQL can estimate them and so walks the (price, id) index with the LIMIT.
     if filters.available is not None:
-        query = query.where(derived == "available" if filters.available else derived != "available")
+        available = status_condition("available", now, offline_after_s)
+        query = query.where(available if filters.available else ~available)
     if filters.status is not None:
-        query = query.where(derived == filters.status)
+        query = query.where(status_condition(filters.status, now, offline_after_s))
     if filters.model:
         query = query.where(Gpu.model.ilike(f"%{_escape_like(filters.model)}%", escape="\\"))
     if filters.memory_min is not None:
