@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -124,10 +125,11 @@ class Gpu(Base):
     __tablename__ = "gpus"
     __table_args__ = (
         Index("ix_gpus_price_id", "price_per_hour", "id"),
-        Index("ix_gpus_miner", "miner_id"),
-        # The list's selective filters scan one (model | memory_gb) partition in price order.
+        # The list's selective filters scan one (model | memory_gb | miner | region, below)
+        # partition in price order; the miner index also serves every lookup by miner.
         Index("ix_gpus_model_price_id", "model", "price_per_hour", "id"),
         Index("ix_gpus_memory_price_id", "memory_gb", "price_per_hour", "id"),
+        Index("ix_gpus_miner_price_id", "miner_id", "price_per_hour", "id"),
         Index(
             "uq_gpu_miner_uuid",
             "miner_id",
@@ -169,6 +171,11 @@ class Gpu(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
+
+# The list's region filter is case-insensitive (`lower(region) = ?`); an index on the same
+# expression lets both databases walk one region in price order, and gives PostgreSQL's planner
+# statistics on the expression (without them it guesses 0.5 % of the rows).
+Index("ix_gpus_region_price_id", func.lower(Gpu.region), Gpu.price_per_hour, Gpu.id)
 
 ACTIVE = "active"
 BOOKING_STATUSES = ("active", "completed", "released", "cancelled_by_provider", "failed")
