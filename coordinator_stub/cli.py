@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from types import FrameType
 
 from pydantic import ValidationError
@@ -33,11 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         settings = CoordinatorSettings(**overrides)
-    except ValidationError:
-        return 78
+    except ValidationError as exc:
+        sys.stderr.write(f"aitbc-coordinator: bad settings: {exc}\n")
+        return 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops retrying
     from coordinator_stub.db import Database
 
-    Database.redact(settings.database_url)
+    sys.stderr.write(
+        f"aitbc-coordinator listening on http://{settings.host}:{settings.port}, "
+        f"database {Database.redact(settings.database_url)}\n"
+    )
+    sys.stderr.flush()
     app = create_app(settings)
 
     class Server(uvicorn.Server):
