@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.schema import CreateIndex
 
 from coordinator_stub.models import Base
 
@@ -39,12 +40,19 @@ class Database:
         )
 
     def create_schema(self) -> None:
-        """Create missing tables and indexes (idempotent; safe when processes race at start)."""
+        """Create or migrate the schema at start (idempotent; safe when processes race at start).
+
+        Migrations are additive: missing tables, then missing nullable columns and missing
+        indexes of existing tables. A change that cannot be applied to existing rows (a new
+        NOT NULL column without a server default) stops the start with a clear error instead
+        of running against a schema the code does not match.
+        """
         with self.engine.begin() as conn:
             if self.engine.dialect.name == "postgresql":
-                # Serialise concurrent create_all across coordinator processes.
+                # Serialise concurrent migrations across coordinator processes.
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(424242)")
             Base.metadata.create_all(conn)
+            _add_missing_columns_and_indexes(conn)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -74,6 +82,32 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class SchemaMigrationError(RuntimeError):
+    """The database's schema cannot be brought up to date automatically."""
+
+
+def _add_missing_columns_and_indexes(conn: Connection) -> None:
+    inspector = inspect(conn)
+    preparer = conn.dialect.identifier_preparer
+    for table in Base.metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable and column.server_default is None:
+                raise SchemaMigrationError(
+                    f"column {table.name}.{column.name} is new and NOT NULL: it cannot be added "
+                    "to existing rows; migrate this database by hand or start with a new one"
+                )
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN "
+                f"{preparer.format_column(column)} {column.type.compile(dialect=conn.dialect)}"
+            )
+        for index in table.indexes:
+            # IF NOT EXISTS rather than checkfirst: reflecting expression indexes warns.
+            conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def insert_or_ignore(
