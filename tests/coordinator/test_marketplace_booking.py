@@ -23,15 +23,6 @@ from tests.coordinator.market import (
 from tests.support import ADMIN_KEY, CLIENT2_KEY, CLIENT_KEY, MINER2_KEY, MINER_KEY, FakeClock, auth
 
 
-@pytest.fixture
-def gpu(client: TestClient) -> str:
-    gpu_id = register(client)
-    online(client)
-    credit(client, "alice", "100")
-    credit(client, "bob", "100")
-    return gpu_id
-
-
 def test_book_prices_through_the_quote_and_escrows_the_cost(client: TestClient, gpu: str) -> None:
     resp = book(client, gpu, CLIENT_KEY, hours=4, job_id="job-7")
     assert resp.status_code == 201, resp.text

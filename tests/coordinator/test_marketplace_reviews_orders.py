@@ -5,10 +5,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
-from tests.coordinator.market import book, credit, online, register
+from tests.coordinator.market import book, online, register
 from tests.support import (
     ADMIN_KEY,
     CLIENT2_KEY,
@@ -18,15 +17,6 @@ from tests.support import (
     FakeClock,
     auth,
 )
-
-
-@pytest.fixture
-def gpu(client: TestClient) -> str:
-    gpu_id = register(client)
-    online(client)
-    credit(client, "alice", "100")
-    credit(client, "bob", "100")
-    return gpu_id
 
 
 def review(client: TestClient, gpu: str, key: str, rating: Any, comment: Any = None) -> Any:

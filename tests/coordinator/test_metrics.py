@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from coordinator_stub.app import create_app
 from coordinator_stub.config import CoordinatorSettings
-from tests.coordinator.market_helpers import book, bring_online, credit, register_gpu
+from tests.coordinator.market import credit, new_booking, online, register
 from tests.support import CLIENT_KEY, MINER2_KEY, MINER_KEY, FakeClock, auth
 
 
@@ -49,11 +49,15 @@ def test_requests_are_counted_by_route_template_and_status(client: TestClient) -
 def test_gauges_show_gpus_by_status_active_bookings_and_heartbeat_age(
     client: TestClient, clock: FakeClock
 ) -> None:
-    gpus = [register_gpu(client, MINER_KEY) for _ in range(3)]
-    register_gpu(client, MINER2_KEY)  # host-02 never heartbeats: offline
-    bring_online(client, MINER_KEY)
+    gpus = [
+        register(client, miner_key=MINER_KEY, name="RTX 4090", price="1.00000000") for _ in range(3)
+    ]
+    register(
+        client, miner_key=MINER2_KEY, name="RTX 4090", price="1.00000000"
+    )  # host-02 never heartbeats: offline
+    online(client, MINER_KEY)
     credit(client, "alice", "100")
-    book(client, CLIENT_KEY, gpus[0])
+    new_booking(client, gpus[0], CLIENT_KEY, hours=1)
     clock.advance(seconds=7.5)
     samples = scrape(client)
     assert samples[("coordinator_gpus", (("status", "available"),))] == 2

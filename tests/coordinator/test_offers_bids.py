@@ -8,7 +8,7 @@ from urllib.parse import quote
 import httpx
 from fastapi.testclient import TestClient
 
-from tests.coordinator.market_helpers import book, bring_online, credit, register_gpu
+from tests.coordinator.market import credit, new_booking, online, register
 from tests.support import (
     ADMIN_KEY,
     CLIENT2_KEY,
@@ -43,13 +43,17 @@ def small_market(client: TestClient) -> dict[str, str]:
     """host-01: 2 x RTX 4090 (eu, 24 GiB, 1.0 and 1.5) + 1 x A100 (80 GiB, 3.0);
     host-02: 1 x RTX 4090 (us, 2.0). All online."""
     gpus = {
-        "a": register_gpu(client, MINER_KEY, name="RTX 4090", price="1.0", cuda_version="12.4"),
-        "b": register_gpu(client, MINER_KEY, name="RTX 4090", price="1.5", cuda_version="12.4"),
-        "c": register_gpu(client, MINER_KEY, name="A100", price="3.0", memory_gb=80),
-        "d": register_gpu(client, MINER2_KEY, name="RTX 4090", price="2.0"),
+        "a": register(
+            client, miner_key=MINER_KEY, name="RTX 4090", price="1.0", cuda_version="12.4"
+        ),
+        "b": register(
+            client, miner_key=MINER_KEY, name="RTX 4090", price="1.5", cuda_version="12.4"
+        ),
+        "c": register(client, miner_key=MINER_KEY, name="A100", price="3.0", memory_gb=80),
+        "d": register(client, miner_key=MINER2_KEY, name="RTX 4090", price="2.0"),
     }
-    bring_online(client, MINER_KEY, region="eu-west")
-    bring_online(client, MINER2_KEY, region="us-east")
+    online(client, MINER_KEY, region="eu-west")
+    online(client, MINER2_KEY, region="us-east")
     return gpus
 
 
@@ -76,15 +80,15 @@ def test_offer_figures_are_live_between_syncs(client: TestClient, clock: FakeClo
     gpus = small_market(client)
     sync(client)
     credit(client, "alice", "100")
-    book(client, CLIENT_KEY, gpus["c"])
+    new_booking(client, gpus["c"], CLIENT_KEY, hours=1)
     rows = by_key(offers(client))
     a100 = rows[("host-01", "A100")]
     assert (a100["gpu_count"], a100["capacity"], a100["status"]) == (1, 0, "reserved")
-    book(client, CLIENT_KEY, gpus["a"])
+    new_booking(client, gpus["a"], CLIENT_KEY, hours=1)
     rtx = by_key(offers(client))[("host-01", "RTX 4090")]
     assert (rtx["capacity"], rtx["status"]) == (1, "open")
     clock.advance(seconds=31)  # every miner silent past offline_after_s
-    bring_online(client, MINER2_KEY, region="us-east")
+    online(client, MINER2_KEY, region="us-east")
     rows = by_key(offers(client))
     assert {k: (r["gpu_count"], r["status"]) for k, r in rows.items()} == {
         ("host-01", "RTX 4090"): (0, "closed"),
@@ -95,11 +99,11 @@ def test_offer_figures_are_live_between_syncs(client: TestClient, clock: FakeClo
 
 def test_every_offer_filter_is_applied(client: TestClient) -> None:
     gpus = small_market(client)
-    odd = register_gpu(client, MINER2_KEY, name="Odd_100%", price="0.5", memory_gb=8)
-    bring_online(client, MINER2_KEY, region="us-east")
+    odd = register(client, miner_key=MINER2_KEY, name="Odd_100%", price="0.5", memory_gb=8)
+    online(client, MINER2_KEY, region="us-east")
     sync(client)
     credit(client, "alice", "100")
-    book(client, CLIENT_KEY, gpus["c"])
+    new_booking(client, gpus["c"], CLIENT_KEY, hours=1)
 
     def keys(**params: Any) -> set[tuple[str, str]]:
         return set(by_key(offers(client, **params)))
@@ -162,7 +166,7 @@ def test_stats_from_current_data(client: TestClient) -> None:
         "activeBids": 1,
     }
     credit(client, "alice", "100")
-    book(client, CLIENT_KEY, gpus["c"])
+    new_booking(client, gpus["c"], CLIENT_KEY, hours=1)
     stats = client.get("/v1/marketplace/stats").json()
     assert (stats["openCapacity"], stats["averagePrice"]) == (3, "1.50000000")
 
@@ -212,10 +216,10 @@ def test_legacy_client_bid_submit_offers_list_and_pricing(db_url: str) -> None:
     (v0.2.0): a fresh httpx client per command, `X-Api-Key` always sent ("" when unset)."""
     with live_coordinator(db_url) as base:
         with httpx.Client(base_url=base) as setup:
-            register_gpu(setup, MINER_KEY, name="RTX 4090", price="1.25", region="eu-west")
-            register_gpu(setup, MINER2_KEY, name="A100", price="3", memory_gb=80)
-            bring_online(setup, MINER_KEY, region="eu-west")
-            bring_online(setup, MINER2_KEY)
+            register(setup, miner_key=MINER_KEY, name="RTX 4090", price="1.25", region="eu-west")
+            register(setup, miner_key=MINER2_KEY, name="A100", price="3", memory_gb=80)
+            online(setup, MINER_KEY, region="eu-west")
+            online(setup, MINER2_KEY)
             assert (
                 setup.post("/v1/marketplace/sync-offers", headers=auth(ADMIN_KEY)).status_code
                 == 200

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from coordinator_stub.money import QUANTUM, quantize
 from coordinator_stub.pricing import MarketSnapshot, PricingParams, confidence, price_market
-from tests.coordinator.market_helpers import book, bring_online, credit, dump_tables, register_gpu
+from tests.coordinator.market import credit, dump_tables, new_booking, online, register
 from tests.support import CLIENT_KEY, MINER2_KEY, MINER_KEY, FakeClock
 
 PARAMS = PricingParams()
@@ -132,12 +132,14 @@ def test_pricing_unknown_model_is_404(client: TestClient) -> None:
 
 
 def test_idle_market_is_below_list_and_booked_market_above(client: TestClient) -> None:
-    idle = [register_gpu(client, MINER_KEY, name="RTX 4090", price="2.00000000") for _ in range(2)]
-    busy = register_gpu(client, MINER2_KEY, name="A100 80GB", price="3.00000000")
-    bring_online(client, MINER_KEY)
-    bring_online(client, MINER2_KEY)
+    idle = [
+        register(client, miner_key=MINER_KEY, name="RTX 4090", price="2.00000000") for _ in range(2)
+    ]
+    busy = register(client, miner_key=MINER2_KEY, name="A100 80GB", price="3.00000000")
+    online(client, MINER_KEY)
+    online(client, MINER2_KEY)
     credit(client, "alice", "100")
-    book(client, CLIENT_KEY, busy, hours=2)
+    new_booking(client, busy, CLIENT_KEY, hours=2)
 
     body = client.get("/v1/marketplace/pricing/rtx").json()
     assert body["model"] == "rtx"
@@ -168,9 +170,9 @@ def test_idle_market_is_below_list_and_booked_market_above(client: TestClient) -
 def test_pricing_matches_the_model_literally_and_per_exact_model_market(
     client: TestClient,
 ) -> None:
-    register_gpu(client, MINER_KEY, name="RTX 4090", price="1")
-    odd = register_gpu(client, MINER_KEY, name="Odd_100%", price="1")
-    bring_online(client, MINER_KEY)
+    register(client, miner_key=MINER_KEY, name="RTX 4090", price="1")
+    odd = register(client, miner_key=MINER_KEY, name="Odd_100%", price="1")
+    online(client, MINER_KEY)
     assert client.get("/v1/marketplace/pricing/%25").json()["static_pricing"]["total_gpus"] == 1
     assert [
         r["gpu_id"]
@@ -182,16 +184,18 @@ def test_pricing_matches_the_model_literally_and_per_exact_model_market(
 def test_quote_and_booking_at_the_same_moment_agree_to_the_last_digit(
     client: TestClient, clock: FakeClock
 ) -> None:
-    gpus = [register_gpu(client, MINER_KEY, price="0.33333333") for _ in range(3)]
-    bring_online(client, MINER_KEY)
+    gpus = [
+        register(client, miner_key=MINER_KEY, name="RTX 4090", price="0.33333333") for _ in range(3)
+    ]
+    online(client, MINER_KEY)
     credit(client, "alice", "1000")
-    book(client, CLIENT_KEY, gpus[0], hours=1)
-    book(client, CLIENT_KEY, gpus[1], hours=1)  # u = 2/3 and two bookings in 24 h
+    new_booking(client, gpus[0], CLIENT_KEY, hours=1)
+    new_booking(client, gpus[1], CLIENT_KEY, hours=1)  # u = 2/3 and two bookings in 24 h
     clock.advance(seconds=1)
     quote = client.get(
         f"/v1/marketplace/gpu/{gpus[2]}/quote", params={"duration_hours": 7.25}
     ).json()
-    booked = book(client, CLIENT_KEY, gpus[2], hours=7.25)
+    booked = new_booking(client, gpus[2], CLIENT_KEY, hours=7.25)
     assert quote["price_per_hour"] == booked["price_per_hour"]
     assert quote["total_cost"] == booked["total_cost"]
     assert quote["base_price"] == booked["base_price"] == "0.33333333"
@@ -206,7 +210,7 @@ def test_quote_and_booking_at_the_same_moment_agree_to_the_last_digit(
 
 
 def test_quote_validates_input(client: TestClient) -> None:
-    gpu = register_gpu(client, MINER_KEY)
+    gpu = register(client, miner_key=MINER_KEY, name="RTX 4090", price="1.00000000")
     assert client.get("/v1/marketplace/gpu/gpu_0000000000000000/quote").status_code == 404
     for bad in ("0", "-1", "8761", "nan", "abc"):
         resp = client.get(f"/v1/marketplace/gpu/{gpu}/quote", params={"duration_hours": bad})
@@ -218,12 +222,15 @@ def test_quote_validates_input(client: TestClient) -> None:
 def test_reading_pricing_a_hundred_times_changes_nothing(
     client: TestClient, clock: FakeClock
 ) -> None:
-    gpus = [register_gpu(client, MINER_KEY, price=p) for p in ("1.5", "2.25", "0.75")]
-    bring_online(client, MINER_KEY)
+    gpus = [
+        register(client, miner_key=MINER_KEY, name="RTX 4090", price=p)
+        for p in ("1.5", "2.25", "0.75")
+    ]
+    online(client, MINER_KEY)
     credit(client, "alice", "100")
-    book(client, CLIENT_KEY, gpus[0])
+    new_booking(client, gpus[0], CLIENT_KEY, hours=1)
     clock.advance(minutes=5)
-    bring_online(client, MINER_KEY)
+    online(client, MINER_KEY)
     db = client.app.state.db  # type: ignore[attr-defined]
     before = dump_tables(db)
     first = client.get("/v1/marketplace/pricing/RTX").json()

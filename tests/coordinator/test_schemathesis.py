@@ -23,7 +23,7 @@ from schemathesis import APIOperation, Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.coordinator.market_helpers import book, bring_online, credit, register_gpu
+from tests.coordinator.market import credit, new_booking, online, register
 from tests.support import (
     ADMIN_KEY,
     CLIENT_KEY,
@@ -40,12 +40,12 @@ MAX_EXAMPLES = 30
 def _seed(base: str) -> dict[str, str]:
     """A small market; returns real ids for path parameters, so fuzzing reaches the handlers."""
     with httpx.Client(base_url=base, timeout=30) as http:
-        gpus = [register_gpu(http, MINER_KEY, name="RTX 4090", price=p) for p in ("1", "2")]
-        register_gpu(http, MINER2_KEY, name="A100", price="3", memory_gb=80)
-        bring_online(http, MINER_KEY, region="eu-west")
-        bring_online(http, MINER2_KEY)
+        gpus = [register(http, miner_key=MINER_KEY, name="RTX 4090", price=p) for p in ("1", "2")]
+        register(http, miner_key=MINER2_KEY, name="A100", price="3", memory_gb=80)
+        online(http, MINER_KEY, region="eu-west")
+        online(http, MINER2_KEY)
         credit(http, "alice", "100000")
-        booking = book(http, CLIENT_KEY, gpus[0], hours=1)
+        booking = new_booking(http, gpus[0], CLIENT_KEY, hours=1)
         resp = http.post(
             "/v1/stake", json={"miner_id": "host-01", "amount": "100"}, headers=auth(CLIENT_KEY)
         )

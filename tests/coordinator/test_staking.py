@@ -19,7 +19,7 @@ from coordinator_stub.ledger import conservation
 from coordinator_stub.models import Booking, Stake
 from coordinator_stub.money import ZERO
 from coordinator_stub.staking import distribute_rewards, split_pro_rata
-from tests.coordinator.market_helpers import book, bring_online, credit, register_gpu
+from tests.coordinator.market import credit, new_booking, online, register
 from tests.support import (
     ADMIN_KEY,
     CLIENT2_KEY,
@@ -62,8 +62,8 @@ def account(client: TestClient, key: str) -> dict[str, Any]:
 @pytest.fixture
 def market(client: TestClient) -> TestClient:
     """Two miners that exist; alice and bob hold 10 000 AITBC each."""
-    bring_online(client, MINER_KEY)
-    bring_online(client, MINER2_KEY)
+    online(client, MINER_KEY)
+    online(client, MINER2_KEY)
     credit(client, "alice", "10000")
     credit(client, "bob", "10000")
     return client
@@ -295,11 +295,11 @@ def test_no_active_stake_means_nothing_distributed(market: TestClient, clock: Fa
 def test_settled_booking_pays_the_stakers_share_into_active_stakes(
     market: TestClient, clock: FakeClock
 ) -> None:
-    gpu = register_gpu(market, MINER_KEY, price="3.00000000")
-    bring_online(market, MINER_KEY)
+    gpu = register(market, miner_key=MINER_KEY, name="RTX 4090", price="3.00000000")
+    online(market, MINER_KEY)
     a = stake(market, CLIENT_KEY, "100")
     b = stake(market, CLIENT2_KEY, "300")
-    booked = book(market, CLIENT_KEY, gpu, hours=2)
+    booked = new_booking(market, gpu, CLIENT_KEY, hours=2)
     clock.advance(hours=2, seconds=1)
     assert market.app.state.sweeper.run_once() >= 1  # type: ignore[attr-defined]
     db: Database = market.app.state.db  # type: ignore[attr-defined]
@@ -345,7 +345,7 @@ def test_concurrent_stake_unbond_complete_keeps_staker_count_exact(db_url: str) 
     rounds = 4
     env = {"COORDINATOR_UNBONDING_PERIOD_S": "0"}
     with live_coordinator(db_url, env=env) as base, httpx.Client(base_url=base, timeout=30) as http:
-        bring_online(http, MINER_KEY)
+        online(http, MINER_KEY)
         keys = []
         for i in range(stakers):
             resp = http.post(
