@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 bench: $(STAMP)
-	$(PY) bench/run_all.py $(BENCH)
+	scripts/with-postgres.sh $(PY) bench/run_all.py $(BENCH)
 
 # The real-GPU check: probe plus the gpu-marked tests (they skip cleanly without a GPU).
 # Exit 69 from probe means "no GPU access here": the target then passes with the tests skipped.

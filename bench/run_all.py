@@ -21,10 +21,19 @@ BENCHMARKS: dict[str, list[str]] = {
     "gpu_sample": ["bench_gpu_sample.py"],
     "gpu_list_sqlite": ["bench_gpu_list.py"],
     "heartbeat_ingest": ["bench_heartbeat.py"],
-    "booking_contention": ["bench_booking_contention.py"],
+    "booking_contention_sqlite": ["bench_booking_contention.py"],
     "lease_latency": ["bench_lease_latency.py"],
     "agent_resources": ["bench_agent_resources.py"],
 }
+# With a PostgreSQL to use (`make bench` runs under scripts/with-postgres.sh), its variants too.
+PG_URL = os.environ.get("COORDINATOR_TEST_PG_URL")
+if PG_URL:
+    BENCHMARKS["gpu_list_postgres"] = ["bench_gpu_list.py", "--postgres"]
+    BENCHMARKS["booking_contention_postgres"] = [
+        "bench_booking_contention.py",
+        "--database-url",
+        PG_URL,
+    ]
 
 
 def run_one(args: list[str]) -> dict[str, Any]:
