@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -10,7 +10,7 @@ from coordinator_stub.clock import rfc3339
 from coordinator_stub.deps import DbDep, PrincipalDep
 from coordinator_stub.models import Account, LedgerEntry
 from coordinator_stub.money import ZERO, MoneyOut
-from coordinator_stub.routes.inputs import MAX_LIMIT, MAX_OFFSET
+from coordinator_stub.routes.inputs import Limit, Offset
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
@@ -56,8 +56,8 @@ def get_my_account(principal: PrincipalDep, db: DbDep) -> AccountOut:
 def list_my_transactions(
     principal: PrincipalDep,
     db: DbDep,
-    limit: int = Query(default=100, ge=1, le=MAX_LIMIT),
-    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[TransactionOut]:
     with db.read() as session:
         rows = session.scalars(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from coordinator_stub import reviews
@@ -12,7 +12,7 @@ from coordinator_stub.clock import rfc3339
 from coordinator_stub.deps import ClientDep, DbDep, NowDep
 from coordinator_stub.errors import NotFoundError
 from coordinator_stub.gpu_view import average_rating
-from coordinator_stub.routes.inputs import MAX_LIMIT, MAX_OFFSET, LongText, is_id_shaped
+from coordinator_stub.routes.inputs import Limit, LongText, Offset, is_id_shaped
 
 router = APIRouter(tags=["marketplace_gpu"])
 
@@ -55,8 +55,8 @@ def _check_id(gpu_id: str) -> None:
 def list_gpu_reviews(
     gpu_id: str,
     db: DbDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Limit = 10,
+    offset: Offset = 0,
 ) -> ReviewsOut:
     """The GPU's reviews, newest first, at most `limit` of them."""
     _check_id(gpu_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
+from fastapi import Query
 from pydantic import AfterValidator, Field
 
 _ID_SHAPE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
@@ -29,6 +30,10 @@ Capability = Annotated[Text, Field(max_length=64)]
 
 MAX_LIMIT = 500
 MAX_OFFSET = 1_000_000_000
+
+# Paging query parameters; each endpoint gives its own default (`limit: Limit = 100`).
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 def is_id_shaped(value: str) -> bool:

@@ -13,7 +13,7 @@ from coordinator_stub.deps import AdminDep, ClientDep, DbDep, NowDep, PrincipalD
 from coordinator_stub.errors import NotFoundError, UnprocessableError
 from coordinator_stub.models import Bid
 from coordinator_stub.money import MoneyIn, MoneyOut
-from coordinator_stub.routes.inputs import MAX_OFFSET, LongText, Name, Text, is_id_shaped
+from coordinator_stub.routes.inputs import Limit, LongText, Name, Offset, Text, is_id_shaped
 
 router = APIRouter(prefix="/v1/marketplace", tags=["marketplace"])
 
@@ -139,8 +139,8 @@ def list_offers(
     price_max: MoneyIn | None = None,
     memory_min: float | None = Query(default=None, ge=0, le=1_000_000),
     region: Annotated[Text | None, Query(max_length=64)] = None,
-    limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[OfferOut]:
     """Offers with their live capacity and status, newest first; every filter is applied."""
     with db.read() as session:
@@ -166,8 +166,8 @@ def list_miner_offers(
     settings: SettingsDep,
     provider: Annotated[Text | None, Query(max_length=128)] = None,
     status: OfferStatus | None = None,
-    limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[MinerOfferOut]:
     """The offers with the details of their GPUs."""
     with db.read() as session:
@@ -238,8 +238,8 @@ def list_bids(
     db: DbDep,
     status: BidStatus | None = None,
     provider: Annotated[Text | None, Query(max_length=128)] = None,
-    limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[BidOut]:
     """Your bids (a miner: the bids addressed to it; admin: all), newest first."""
     with db.read() as session:

@@ -3,9 +3,9 @@ its GPUs, an admin all. A booking past its end_time reads `completed` before it 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import and_, or_, select
@@ -15,7 +15,7 @@ from coordinator_stub.clock import rfc3339
 from coordinator_stub.deps import DbDep, NowDep, PrincipalDep
 from coordinator_stub.models import ACTIVE, Booking, Gpu
 from coordinator_stub.money import ZERO, render
-from coordinator_stub.routes.inputs import MAX_LIMIT, MAX_OFFSET
+from coordinator_stub.routes.inputs import Limit, Offset
 
 router = APIRouter(tags=["marketplace_gpu"])
 
@@ -74,8 +74,8 @@ def list_orders(
     db: DbDep,
     now: NowDep,
     status: BookingStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> JSONResponse:
     """The caller's orders as a bare array, newest first."""
     query = select(Booking, Gpu.model).join(Gpu, Gpu.id == Booking.gpu_id)

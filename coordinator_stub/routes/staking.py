@@ -15,7 +15,7 @@ from coordinator_stub.deps import DbDep, NowDep, PrincipalDep, SettingsDep
 from coordinator_stub.errors import NotFoundError
 from coordinator_stub.models import Stake
 from coordinator_stub.money import MoneyIn, MoneyOut
-from coordinator_stub.routes.inputs import MAX_OFFSET, Name, Text, is_id_shaped
+from coordinator_stub.routes.inputs import Limit, Name, Offset, Text, is_id_shaped
 
 router = APIRouter(tags=["staking"])
 
@@ -146,8 +146,8 @@ def list_stakes(
     settings: SettingsDep,
     miner_id: Annotated[Text | None, Query(max_length=128)] = None,
     status: StakeStatus | None = None,
-    limit: int = Query(default=100, ge=1, le=500),
-    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[StakeOut]:
     """Your stakes (admin: all), newest first."""
     with db.read() as session:
@@ -224,7 +224,7 @@ def get_stake_rewards(
     stake_id: str,
     principal: PrincipalDep,
     db: DbDep,
-    limit: int = Query(default=100, ge=1, le=500),
+    limit: Limit = 100,
 ) -> StakeRewardsOut:
     """The stake's rewards and the distributions that made them, newest first."""
     _check_stake_id(stake_id)
