@@ -10,9 +10,8 @@ from pydantic import BaseModel, Field
 from coordinator_stub import reviews
 from coordinator_stub.clock import rfc3339
 from coordinator_stub.deps import ClientDep, DbDep, NowDep
-from coordinator_stub.errors import NotFoundError
 from coordinator_stub.gpu_view import average_rating
-from coordinator_stub.routes.inputs import Limit, LongText, Offset, is_id_shaped
+from coordinator_stub.routes.inputs import Limit, LongText, Offset, check_gpu_id
 
 router = APIRouter(tags=["marketplace_gpu"])
 
@@ -46,11 +45,6 @@ class ReviewsOut(BaseModel):
     reviews: list[ReviewOut]
 
 
-def _check_id(gpu_id: str) -> None:
-    if not is_id_shaped(gpu_id):
-        raise NotFoundError(f"GPU {gpu_id} not found")
-
-
 @router.get("/gpu/{gpu_id}/reviews", responses={404: {"description": "unknown GPU"}})
 def list_gpu_reviews(
     gpu_id: str,
@@ -59,7 +53,7 @@ def list_gpu_reviews(
     offset: Offset = 0,
 ) -> ReviewsOut:
     """The GPU's reviews, newest first, at most `limit` of them."""
-    _check_id(gpu_id)
+    check_gpu_id(gpu_id)
     with db.read() as session:
         gpu = reviews.live_gpu(session, gpu_id)
         rows = reviews.list_reviews(session, gpu_id=gpu_id, limit=limit, offset=offset)
@@ -93,7 +87,7 @@ def add_gpu_review(
     gpu_id: str, body: ReviewIn, client: ClientDep, db: DbDep, now: NowDep
 ) -> ReviewAddedOut:
     """Review a GPU you booked: one review per booking (`comment` may be null)."""
-    _check_id(gpu_id)
+    check_gpu_id(gpu_id)
     with db.write() as session:
         added = reviews.add_review(
             session,

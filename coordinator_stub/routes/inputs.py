@@ -13,6 +13,8 @@ from typing import Annotated
 from fastapi import Query
 from pydantic import AfterValidator, Field
 
+from coordinator_stub.errors import NotFoundError
+
 _ID_SHAPE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 
 
@@ -38,3 +40,9 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 def is_id_shaped(value: str) -> bool:
     return _ID_SHAPE.fullmatch(value) is not None
+
+
+def check_gpu_id(gpu_id: str) -> None:
+    """A GPU id in a path that cannot be one of ours is not found (404)."""
+    if not is_id_shaped(gpu_id):
+        raise NotFoundError(f"GPU {gpu_id} not found")

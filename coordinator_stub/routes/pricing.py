@@ -21,7 +21,7 @@ from coordinator_stub.money import ZERO, MoneyOut, quantize
 from coordinator_stub.pricing import GpuPrice, MarketSnapshot, price_gpus, price_market, ratio
 from coordinator_stub.pricing import confidence as confidence_for
 from coordinator_stub.quotes import market_snapshots, pricing_params, quote_gpu
-from coordinator_stub.routes.inputs import is_id_shaped
+from coordinator_stub.routes.inputs import check_gpu_id
 from coordinator_stub.status import select_gpus
 
 router = APIRouter(prefix="/v1/marketplace", tags=["pricing"])
@@ -234,8 +234,7 @@ def get_gpu_quote(
 ) -> QuoteOut:
     """What booking this GPU now for `duration_hours` would cost (the booking uses the same
     function, so a booking at the same moment pays exactly this)."""
-    if not is_id_shaped(gpu_id):
-        raise NotFoundError(f"GPU {gpu_id} not found")
+    check_gpu_id(gpu_id)
     with db.read() as session:
         gpu = session.scalar(select(Gpu).where(Gpu.id == gpu_id, Gpu.deleted_at.is_(None)))
         if gpu is None:
