@@ -28,24 +28,19 @@ from coordinator_stub.models import Gpu
 from coordinator_stub.money import ZERO, MoneyIn, MoneyOut
 from coordinator_stub.routes import gpu_reviews, orders
 from coordinator_stub.routes.inputs import (
-    MAX_LIMIT,
-    MAX_OFFSET,
     Capability,
+    Limit,
     LongText,
     Name,
+    Offset,
     Region,
     Text,
-    is_id_shaped,
+    check_gpu_id,
 )
 
 router = APIRouter(prefix="/v1/marketplace", tags=["marketplace_gpu"])
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown GPU"}}
-
-
-def _check_id(gpu_id: str) -> None:
-    if not is_id_shaped(gpu_id):
-        raise NotFoundError(f"GPU {gpu_id} not found")
 
 
 # ---- register ------------------------------------------------------------------------------
@@ -152,8 +147,8 @@ def list_gpus(
     price_max: Annotated[MoneyIn | None, Query()] = None,
     region: Annotated[Text | None, Query(max_length=64)] = None,
     miner_id: Annotated[Text | None, Query(max_length=128)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> JSONResponse:
     """GPUs as a bare array, by list price then id. `model` is a case-insensitive substring
     (`%` and `_` literal); `available=true` means only available, `false` only the others."""
@@ -177,7 +172,7 @@ def list_gpus(
 @router.get("/gpu/{gpu_id}", response_model=GpuDetailsOut, responses=NOT_FOUND)
 def get_gpu(gpu_id: str, db: DbDep, now: NowDep, settings: SettingsDep) -> JSONResponse:
     """The GPU object plus `current_booking` while it is booked."""
-    _check_id(gpu_id)
+    check_gpu_id(gpu_id)
     with db.read() as session:
         row = session.execute(
             gpu_rows(now, settings.offline_after_s).where(Gpu.id == gpu_id)
@@ -204,7 +199,7 @@ def delete_gpu(
 ) -> DeletedOut:
     """Remove the GPU from the market (owner miner or admin); 409 while booked unless `force`,
     which cancels the booking with a full refund of its unused time."""
-    _check_id(gpu_id)
+    check_gpu_id(gpu_id)
     with db.write() as session:
         registry.delete_gpu(
             session, gpu_id=gpu_id, principal=miner, force=force, now=now, settings=settings
@@ -258,7 +253,7 @@ def book_gpu(
     gpu_id: str, body: BookIn, client: ClientDep, db: DbDep, now: NowDep, settings: SettingsDep
 ) -> BookOut:
     """Book at the price quoted now; the cost moves from the client's balance into escrow."""
-    _check_id(gpu_id)
+    check_gpu_id(gpu_id)
     with db.write() as session:
         result = bookings.book_gpu(
             session,
@@ -313,7 +308,7 @@ def release_gpu(
 ) -> ReleasedOut | AlreadyAvailableOut:
     """End the active booking (no body). Its client gets `refund_ratio` of the unused time back;
     the GPU's miner or an admin cancels it with a full refund of the unused time."""
-    _check_id(gpu_id)
+    check_gpu_id(gpu_id)
     with db.write() as session:
         ended = bookings.release_gpu(
             session, gpu_id=gpu_id, principal=principal, now=now, settings=settings
@@ -346,7 +341,7 @@ def confirm_booking(
 ) -> ConfirmedOut:
     """The active booking's client confirms it. Any body is ignored — never read, stored or
     logged (the legacy client puts its API key there)."""
-    _check_id(gpu_id)
+    check_gpu_id(gpu_id)
     with db.write() as session:
         booking = bookings.confirm_booking(
             session, gpu_id=gpu_id, principal=client, now=now, settings=settings
