@@ -31,11 +31,17 @@ from coordinator_stub.auth import Principal
 from coordinator_stub.clock import new_id
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.db import Database
-from coordinator_stub.errors import ConflictError, ForbiddenError, NotFoundError
+from coordinator_stub.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PaymentRequiredError,
+    UnprocessableError,
+)
 from coordinator_stub.gpu_view import gpu_rows
 from coordinator_stub.ledger import Leg
 from coordinator_stub.models import ACTIVE, Booking, Gpu
-from coordinator_stub.money import ZERO, quantize, render
+from coordinator_stub.money import MAX_SUPPLY, ZERO, quantize, render
 from coordinator_stub.quotes import Quote, quote_gpu
 
 Outcome = Literal["completed", "released", "cancelled_by_provider", "failed"]
@@ -203,6 +209,11 @@ def book_gpu(
         raise ConflictError(f"price above your max_price_per_hour: {quoted}")
     if max_total_cost is not None and total_cost > max_total_cost:
         raise ConflictError(f"cost above your total_cost: {quoted}")
+    if total_cost <= 0:
+        # A free booking would let anyone review the GPU and inflate its market's demand.
+        raise UnprocessableError(f"duration_hours is too short: {quoted}")
+    if total_cost > MAX_SUPPLY:
+        raise PaymentRequiredError(f"more than all the AITBC there is: {quoted}")
     booking = Booking(
         id=new_id("bk_"),
         gpu_id=gpu.id,

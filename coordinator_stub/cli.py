@@ -35,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = CoordinatorSettings(**overrides)
     except ValidationError as exc:
-        sys.stderr.write(f"aitbc-coordinator: bad settings: {exc}\n")
+        # Name the setting and the rule, never the value: it may be a key or hold a password.
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "COORDINATOR_" + "_".join(str(part) for part in error["loc"]).upper()
+            sys.stderr.write(f"aitbc-coordinator: bad setting {name}: {error['msg']}\n")
         return 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops retrying
     from coordinator_stub.db import Database
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROLES = ("admin", "miner", "client")
@@ -40,7 +40,7 @@ class CoordinatorSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     database_url: str = Field(default_factory=default_database_url)
-    bootstrap_keys: str = ""
+    bootstrap_keys: SecretStr = SecretStr("")  # secrets: never in a repr or an error message
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
     offline_after_s: float = Field(default=30.0, gt=0)
     lease_fault_grace_s: float = Field(default=300.0, ge=0)
@@ -61,15 +61,15 @@ class CoordinatorSettings(BaseSettings):
 
     @field_validator("bootstrap_keys")
     @classmethod
-    def _check_bootstrap_keys(cls, value: str) -> str:
-        parse_bootstrap_keys(value)
+    def _check_bootstrap_keys(cls, value: SecretStr) -> SecretStr:
+        parse_bootstrap_keys(value.get_secret_value())
         return value
 
     def parsed_bootstrap_keys(self, environ: Mapping[str, str] | None = None) -> list[BootstrapKey]:
         """Keys from COORDINATOR_BOOTSTRAP_KEYS plus the systemd credential `bootstrap-keys`
         (`LoadCredential=`), so the secret never has to sit in the unit's environment."""
         environ = os.environ if environ is None else environ
-        keys = parse_bootstrap_keys(self.bootstrap_keys)
+        keys = parse_bootstrap_keys(self.bootstrap_keys.get_secret_value())
         credentials = environ.get("CREDENTIALS_DIRECTORY")
         if credentials:
             path = Path(credentials) / BOOTSTRAP_KEYS_CREDENTIAL

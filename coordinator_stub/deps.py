@@ -62,6 +62,11 @@ async def get_optional_principal(request: Request, db: DbDep) -> Principal | Non
         principal = await run_in_threadpool(_lookup_key, cache, db, key)
     if principal is None:
         raise UnauthorizedError("invalid API key")
+    if principal.role == "miner":
+        # On every route, not only the miner's own: a miner key speaks for its bound id only.
+        claimed = request.headers.get("x-miner-id")
+        if claimed and claimed not in ("default", principal.subject):
+            raise ForbiddenError("X-Miner-ID does not match the miner this key is bound to")
     return principal
 
 
@@ -108,15 +113,11 @@ async def get_miner(
     db: DbDep,
     x_miner_id: Annotated[str | None, Header(max_length=128)] = None,
 ) -> Principal:
-    """The acting miner. For a miner key, `X-Miner-ID` absent or `default` means the bound id;
-    any other value must equal it. An admin acts as the miner named in `X-Miner-ID`."""
+    """The acting miner. For a miner key, `X-Miner-ID` absent or `default` means the bound id
+    (any other value was refused with the key). An admin acts as the miner named in it."""
     principal = await _principal_in_role(request, db, ("miner",))
-    if principal.is_admin:
-        if x_miner_id and x_miner_id != "default":
-            return Principal(role="miner", subject=x_miner_id)
-        return principal
-    if x_miner_id and x_miner_id not in ("default", principal.subject):
-        raise ForbiddenError("X-Miner-ID does not match the miner this key is bound to")
+    if principal.is_admin and x_miner_id and x_miner_id != "default":
+        return Principal(role="miner", subject=x_miner_id)
     return principal
 
 

@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 
 from coordinator_stub.clock import new_id
 from coordinator_stub.db import insert_or_ignore
-from coordinator_stub.errors import PaymentRequiredError
+from coordinator_stub.errors import PaymentRequiredError, UnprocessableError
 from coordinator_stub.models import Account, LedgerEntry, Money
-from coordinator_stub.money import ZERO, render
+from coordinator_stub.money import MAX_SUPPLY, ZERO, render
 
 BUCKETS = ("balance", "escrowed", "staked")
 
@@ -48,7 +48,16 @@ def ensure_account(session: Session, subject: str, now: datetime) -> None:
 
 
 def credit(session: Session, subject: str, amount: Decimal, *, now: datetime) -> str:
-    """Money enters the system (admin credit). Returns the transaction id."""
+    """Money enters the system (admin credit). Returns the transaction id.
+
+    Refused (422) when it would take everything ever credited past `MAX_SUPPLY`, the bound that
+    keeps every balance and every sum of balances exact in a 64-bit column. Two credits racing
+    on PostgreSQL could overshoot by one credit at most, which the column still holds (9x room).
+    """
+    if credited_total(session) + amount > MAX_SUPPLY:
+        raise UnprocessableError(
+            f"this credit would take the total supply past {render(MAX_SUPPLY)} AITBC"
+        )
     ensure_account(session, subject, now)
     return _apply(session, [Leg(subject, "balance", amount)], kind="credit", ref=None, now=now)
 
@@ -106,13 +115,18 @@ class Conservation:
         return self.credited == self.held
 
 
-def conservation(session: Session) -> Conservation:
-    """Sum of credits vs sum of every account's buckets; equal unless money leaked."""
-    credited = session.scalar(
+def credited_total(session: Session) -> Decimal:
+    """Everything ever credited: the money supply."""
+    total = session.scalar(
         select(type_coerce(func.coalesce(func.sum(LedgerEntry.amount), 0), Money())).where(
             LedgerEntry.kind == "credit"
         )
     )
+    return total or ZERO
+
+
+def conservation(session: Session) -> Conservation:
+    """Sum of credits vs sum of every account's buckets; equal unless money leaked."""
     held = session.scalar(
         select(
             type_coerce(
@@ -121,4 +135,4 @@ def conservation(session: Session) -> Conservation:
             )
         )
     )
-    return Conservation(credited=credited or ZERO, held=held or ZERO)
+    return Conservation(credited=credited_total(session), held=held or ZERO)

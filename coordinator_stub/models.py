@@ -91,7 +91,10 @@ class LedgerEntry(Base):
     """One leg of a transfer. The legs of one `tx_id` sum to zero, except `credit` (money in)."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (Index("ix_ledger_subject_time", "subject", "created_at"),)
+    __table_args__ = (
+        Index("ix_ledger_subject_time", "subject", "created_at"),
+        Index("ix_ledger_kind", "kind"),  # the sum of credits (supply cap) reads only those
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tx_id: Mapped[str] = mapped_column(String(32), index=True)

@@ -14,6 +14,10 @@ from pydantic import BeforeValidator, PlainSerializer
 QUANTUM = Decimal("0.00000001")
 UNITS_PER_COIN = 10**8
 ZERO = Decimal("0.00000000")
+# The most AITBC that may ever exist (all credits together). 1e10 AITBC is 1e18 units, so every
+# amount, balance and sum of balances fits a signed 64-bit integer (9.2e18) with room to spare,
+# on SQLite too, whose integers silently turn into lossy floats beyond that.
+MAX_SUPPLY = Decimal("10000000000")
 
 
 def quantize(value: Decimal) -> Decimal:
@@ -47,8 +51,8 @@ def parse_amount(value: Any) -> Decimal:
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -8:
         raise ValueError("an amount has at most 8 fractional digits")
-    if amount > Decimal("1e12"):
-        raise ValueError("an amount must not exceed 1000000000000")
+    if amount > MAX_SUPPLY:
+        raise ValueError(f"an amount must not exceed {MAX_SUPPLY} (the total supply cap)")
     return quantize(amount)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -167,6 +167,15 @@ def list_gpus(
         rows = search_gpus(session, filters, now=now, offline_after_s=settings.offline_after_s)
         items = [gpu_object(gpu, state, seen) for gpu, state, seen in rows]
     return JSONResponse(items)
+
+
+# `/gpu/register` and `/gpu/list` are not GPU ids: without these, GET /gpu/register would ask
+# for a GPU named "register" (404) and DELETE /gpu/list for an API key (401) instead of a 405.
+@router.api_route("/gpu/register", methods=["GET", "DELETE"], include_in_schema=False)
+@router.api_route("/gpu/list", methods=["DELETE"], include_in_schema=False)
+def wrong_method_on_a_fixed_path(request: Request) -> JSONResponse:
+    allow = "POST" if request.url.path.endswith("/register") else "GET"
+    return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
 
 
 @router.get("/gpu/{gpu_id}", response_model=GpuDetailsOut, responses=NOT_FOUND)
