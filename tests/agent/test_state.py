@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import pytest
 from agent.errors import StateError
 from agent.state import SCHEMA_VERSION, AgentState, HeldLease, StateStore, write_atomic
 
+REPO = Path(__file__).resolve().parents[2]
 END = datetime(2026, 11, 26, 13, 0, tzinfo=UTC)
 
 
@@ -85,17 +89,53 @@ def test_missing_directory_is_a_state_error(tmp_path: Path) -> None:
         write_atomic(tmp_path / "nope" / "state.json", b"{}")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_read_only_directory_keeps_the_old_file(tmp_path: Path) -> None:
-    store = StateStore(tmp_path)
-    store.save(AgentState(miner_id="old"))
-    tmp_path.chmod(0o500)
+def test_read_only_directory_keeps_the_old_file() -> None:
+    """The agent's user cannot write its state directory. Root ignores directory permissions,
+    so when the suite runs as root (CI does) the save runs as `nobody` in a subprocess."""
+    as_root = os.geteuid() == 0
+    python, env = sys.executable, dict(os.environ)
+    if as_root:
+        # `nobody` cannot reach this interpreter when it lives under /root (pyenv): use the
+        # system's interpreter of the same version, with this environment's packages.
+        python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+        if not os.access(python, os.X_OK):
+            pytest.skip(f"running as root and {python} is missing: cannot drop privileges")
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]])
+    # Not tmp_path: its parents are private to root, and `nobody` must reach this directory.
+    directory = Path(tempfile.mkdtemp(prefix="aitbc-state-ro-"))
     try:
-        with pytest.raises(StateError, match="cannot write"):
-            store.save(AgentState(miner_id="new"))
+        directory.chmod(0o755)
+        StateStore(directory).save(AgentState(miner_id="old"))
+        (directory / "state.json").chmod(0o644)
+        directory.chmod(0o555)
+        script = (
+            "from pathlib import Path\n"
+            "from agent.errors import StateError\n"
+            "from agent.state import AgentState, StateStore\n"
+            f"store = StateStore(Path({str(directory)!r}))\n"
+            "try:\n"
+            "    store.save(AgentState(miner_id='new'))\n"
+            "except StateError as exc:\n"
+            "    print('ERR', exc)\n"
+            "    raise SystemExit(3)\n"
+        )
+        proc = subprocess.run(
+            [python, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=directory,
+            env=env,
+            user=65534 if as_root else None,
+            check=False,
+        )
+        assert proc.returncode == 3, proc.stderr
+        assert "cannot write" in proc.stdout
+        assert StateStore(directory).load().miner_id == "old"
+        assert [p.name for p in directory.iterdir()] == ["state.json"]
     finally:
-        tmp_path.chmod(0o700)
-    assert store.load().miner_id == "old"
+        directory.chmod(0o700)
+        shutil.rmtree(directory)
 
 
 def test_full_disk_is_a_clear_error_and_the_old_file_survives(tmp_path: Path) -> None:
