@@ -10,10 +10,11 @@ venv: $(STAMP)
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) from pyproject.toml (first run, or pyproject.toml changed) ..."
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[dev]'; } \
+		> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@touch $(STAMP)
 
 # The default suite: SQLite and a throwaway PostgreSQL 15; no GPU, no slow soak runs.
 test: $(STAMP)
