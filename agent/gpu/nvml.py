@@ -54,12 +54,13 @@ DEFAULT_DEADLINE_S = 5.0
 MIB = 1024 * 1024
 _MAX_EVENTS_PER_SAMPLE = 1024
 
-# Errors that mean "this field cannot be read here", reported as None.
-_UNAVAILABLE: tuple[type[BaseException], ...] = (
-    pynvml.NVMLError_NotSupported,
-    pynvml.NVMLError_NoPermission,
+# Errors that mean "this entry point does not exist here": the next fallback is tried. The
+# bindings' library-mismatch error (raised by the unversioned process-list wrappers) came with
+# nvidia-ml-py 12.550; older bindings allowed by pyproject lack the class, so it is optional.
+_LIBRARY_MISMATCH: type[BaseException] | None = getattr(pynvml, "NVMLLibraryMismatchError", None)
+_MISSING_SYMBOL: tuple[type[BaseException], ...] = (
     pynvml.NVMLError_FunctionNotFound,
-    pynvml.NVMLLibraryMismatchError,
+    *(() if _LIBRARY_MISMATCH is None else (_LIBRARY_MISMATCH,)),
 )
 
 
@@ -132,11 +133,18 @@ class _NvmlSession:
         self._noted: set[tuple[str, str]] = set()
 
     def call(self, name: str, *args: Any) -> Any:
-        """Call one pynvml wrapper by name; NVML errors propagate."""
+        """Call one pynvml wrapper by name; NVML errors propagate.
+
+        A wrapper the installed binding does not have (an older nvidia-ml-py than the driver)
+        raises FunctionNotFound, exactly like a symbol the library lacks.
+        """
         adapter = _ADAPTERS.get(name)
         if adapter is not None:
             return adapter(self.nv, *args)
-        return getattr(self.nv, name)(*args)
+        fn = getattr(self.nv, name, None)
+        if fn is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        return fn(*args)
 
     def query(self, names: str | tuple[str, ...], *args: Any) -> Any:
         """The first of `names` (newest entry point first) that exists, called with `args`.
@@ -152,7 +160,7 @@ class _NvmlSession:
                 value = self.call(chain[i], *args)
             except pynvml.NVMLError_GpuIsLost as exc:
                 raise _GpuLostError(chain[i]) from exc
-            except (pynvml.NVMLError_FunctionNotFound, pynvml.NVMLLibraryMismatchError):
+            except _MISSING_SYMBOL:
                 self._note(chain[i], "function not found")
                 self._chosen[chain] = i + 1
                 continue

@@ -4,7 +4,9 @@
 `pynvml.NVMLError(code)` (which the real binding maps to its `NVMLError_*` subclasses) exactly
 where the C library would return that code. Switches per GPU: `errors` (function name → NVML
 code), `missing` (function names that raise FunctionNotFound, as pynvml does for a symbol the
-library lacks), `lost`, and `hang` (function name → threading.Event the call blocks on).
+library lacks), `lost`, and `hang` (function name → threading.Event the call blocks on). `absent`
+(wrapper names) makes the module itself lack those attributes, like an older nvidia-ml-py binding
+(12.535 has no `nvmlDeviceGetTemperatureV` nor `nvmlDeviceGetComputeRunningProcesses_v2`).
 """
 
 from __future__ import annotations
@@ -79,12 +81,18 @@ class FakeNvml:
         self.cuda_driver_version = system.get("cuda_driver_version", 12040)
         self.init_error: int | None = system.get("init_error")
         self.missing: set[str] = set(system.get("missing", ()))
+        self.absent: frozenset[str] = frozenset(system.get("absent", ()))
         self.calls: Counter[str] = Counter()
         self.events: list[tuple[int, int]] = []  # (gpu index, xid) waiting to be read
         self.registered: set[int] = set()
         self.initialised = 0
 
     # -- plumbing --------------------------------------------------------------------------
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("nvml") and name in object.__getattribute__(self, "absent"):
+            raise AttributeError(f"module 'pynvml' has no attribute {name!r}")
+        return object.__getattribute__(self, name)
 
     def _enter(self, name: str) -> None:
         self.calls[name] += 1

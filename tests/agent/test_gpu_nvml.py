@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pynvml
 import pytest
@@ -18,6 +23,8 @@ from agent.errors import (
 from agent.gpu import GpuSample, HealthPolicy, HealthStatus
 from agent.gpu.nvml import BINDING_PROBLEM, NvmlBackend
 from tests.agent.fake_pynvml import FakeGpu, FakeMig, FakeNvml
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def gpus(n: int = 3) -> list[FakeGpu]:
@@ -153,6 +160,68 @@ def test_every_entry_point_missing_gives_none_not_an_error() -> None:
         },
     )
     assert opened(fake).sample()[0].compute_process_count is None
+
+
+def test_a_wrapper_the_binding_lacks_is_function_not_found_and_falls_back() -> None:
+    # nvidia-ml-py 12.535 (allowed by pyproject) has neither GetTemperatureV nor the _v2 list.
+    fake = FakeNvml(
+        gpus(2),
+        absent={
+            "nvmlDeviceGetTemperatureV",
+            "nvmlDeviceGetComputeRunningProcesses_v2",
+            "nvmlDeviceGetFanSpeed",
+        },
+    )
+    backend = opened(fake)
+    for _ in range(2):
+        samples = backend.sample()
+        assert [s.temperature_c for s in samples] == [45, 45]  # GetTemperature fallback
+        assert [s.compute_process_count for s in samples] == [1, 1]  # _v3 is there
+        assert [s.fan_pct for s in samples] == [None, None]
+        assert [s.health.status for s in samples] == [HealthStatus.OK, HealthStatus.OK]
+    assert fake.calls["nvmlDeviceGetTemperature"] == 4
+    backend.close()
+
+
+def test_a_binding_without_any_process_list_wrapper_reads_none() -> None:
+    fake = FakeNvml(
+        gpus(1),
+        absent={
+            "nvmlDeviceGetComputeRunningProcesses_v3",
+            "nvmlDeviceGetComputeRunningProcesses_v2",
+        },
+    )
+    sample = opened(fake).sample()[0]
+    assert sample.compute_process_count is None
+    assert sample.temperature_c == 45
+
+
+def test_a_binding_without_the_library_mismatch_error_class_still_works() -> None:
+    # nvidia-ml-py 12.535 has no NVMLLibraryMismatchError: importing and sampling must not
+    # need it. A fresh interpreter, so the real module is imported without it.
+    script = textwrap.dedent(
+        """
+        import json, pynvml
+        del pynvml.NVMLLibraryMismatchError
+        from agent.gpu.nvml import NvmlBackend
+        from tests.agent.fake_pynvml import FakeGpu, FakeNvml
+        fake = FakeNvml(
+            [FakeGpu(uuid="GPU-0"), FakeGpu(uuid="GPU-1")],
+            absent={"nvmlDeviceGetTemperatureV"},
+            missing={"nvmlDeviceGetFanSpeed"},
+        )
+        backend = NvmlBackend(nvml=fake)
+        backend.open()
+        samples = backend.sample()
+        backend.close()
+        print(json.dumps([[s.uuid, s.temperature_c, s.fan_pct] for s in samples]))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [["GPU-0", 45, None], ["GPU-1", 45, None]]
 
 
 def test_missing_cuda_v2_falls_back_to_the_old_call() -> None:
