@@ -2,12 +2,15 @@
 
 `since` is the newest lease version the worker applied; without one (first poll, or after a
 re-registration) the poll asks with `wait_s=0` so the current set arrives at once. Failures
-back off with jitter; the first failure of a streak is logged, and so is the recovery.
+back off with jitter; the first failure of a streak is logged, and so is the recovery. The
+coordinator answers at once whenever `since` differs from its version, so an answer that made no
+progress (dropped, or the same `since` again) is followed by a backoff too: never a tight loop.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from agent.backoff import Backoff
@@ -19,6 +22,7 @@ from agent.log import get_logger
 log = get_logger("agent.lease_poll")
 
 LONG_POLL_WAIT_S = 25.0
+MIN_WAITED_S = 1.0  # an answer slower than this was held by the coordinator, not instant
 
 
 class LeasePoller:
@@ -49,9 +53,11 @@ class LeasePoller:
             if client is None:
                 continue
             since = self._worker.lease_version
+            wait_s = 0.0 if since is None else LONG_POLL_WAIT_S
+            asked_at = time.monotonic()
             failure: CoordinatorUnavailableError | CoordinatorRejectedError | None = None
             try:
-                answer = client.leases(since=since, wait_s=0 if since is None else LONG_POLL_WAIT_S)
+                answer = client.leases(since=since, wait_s=wait_s)
             except (CoordinatorUnavailableError, CoordinatorRejectedError) as exc:
                 failure = exc
             if self._stop.is_set():
@@ -60,8 +66,17 @@ class LeasePoller:
                 if self._failing:
                     log.info("lease_poll_recovered")
                 self._failing = False
-                self.backoff.success()
-                self._worker.offer(answer.lease_version, answer.leases)
+                accepted = self._worker.offer(answer.lease_version, answer.leases, since=since)
+                waited = time.monotonic() - asked_at >= min(wait_s, MIN_WAITED_S)
+                if accepted and (waited or self._worker.lease_version != since):
+                    self.backoff.success()
+                    continue
+                # No progress: the coordinator answered at once and the next poll would ask with
+                # the same `since` (or its answer was dropped), so it would answer at once again.
+                # Never poll again without a wait or a backoff.
+                delay = self.backoff.failure()
+                log.debug("lease_poll_no_progress", since=since, retry_in_s=round(delay, 2))
+                self._stop.wait(delay)
                 continue
             delay = self.backoff.failure()
             if not self._failing:

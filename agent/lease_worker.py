@@ -80,11 +80,34 @@ class LeaseWorker:
         with self._lock:
             return self._version
 
-    def offer(self, version: int | None, leases: list[DesiredLease]) -> bool:
-        """Hand over a desired lease set; ignored when older than one already seen."""
+    def offer(
+        self, version: int | None, leases: list[DesiredLease], *, since: int | None = None
+    ) -> bool:
+        """Hand over a desired lease set; False when it was not applied.
+
+        `since` is the version this worker held when the answer was asked for (the long poll's
+        `since`). An answer older than the version held is normally a stale answer that raced a
+        newer one (a heartbeat and the long poll cross) and is dropped. But an answer older than
+        `since` cannot be a race: the coordinator's lease version went backwards after we learnt
+        the newer one (its database was restored, or a failover kept the miner row but not the
+        lease history). Its lease set is then the truth: adopt it and its version, as after a
+        re-registration, or the long poll (answered at once while `since` differs) and every
+        heartbeat would be ignored until the version caught up.
+        """
         with self._lock:
-            if version is not None and self._version is not None and version < self._version:
-                return False
+            held = self._version
+            if version is not None and held is not None and version < held:
+                if since is None or version >= since:
+                    return False  # a stale answer that crossed a newer one
+                if held != since:
+                    # A heartbeat moved the version while this answer was on its way: which of
+                    # the two came after the reset is unknown. Ask afresh rather than guess.
+                    self._version = None
+                    log.warning("lease_version_went_back", held=held, coordinator=version)
+                    return False
+                log.warning(
+                    "lease_version_reset", held=held, coordinator=version, leases=len(leases)
+                )
             if version is not None:
                 self._version = version
             self._offer = _Offer(version, leases)
