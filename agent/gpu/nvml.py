@@ -260,7 +260,7 @@ class NvmlBackend:
             self._info = self._system.run(self._read_system, self._deadline_s)
             count = self._system.run(self._device_count, self._deadline_s)
             self._gpus = self._enumerate(count)
-            self._events = self._system.run(self._register_events, self._deadline_s)
+            self._events = self._register_events()
         except NvmlDeadlineError as exc:
             raise GpuAccessError(
                 f"NVML did not answer within {self._deadline_s:g} s: driver unresponsive"
@@ -498,26 +498,53 @@ class NvmlBackend:
     # -- Xid events --------------------------------------------------------------------------
 
     def _register_events(self) -> Any:
-        """An event set with every GPU that supports Xid events registered; None if none."""
-        q, xid_mask = self._s.query, pynvml.nvmlEventTypeXidCriticalError
-        handles = [g.handle for g in self._gpus if g.handle is not None]
-        events = q("nvmlEventSetCreate") if handles else None
+        """An event set with every GPU that supports Xid events registered; None if none.
+
+        Each GPU registers on its own worker, all at once under one deadline, so a GPU whose
+        driver hangs or fails here only loses its own Xid events: its worker stays busy, so its
+        samples read `driver_unresponsive` until the hung call returns, and the others go on.
+        """
+        gpus = [g for g in self._gpus if g.handle is not None]
+        if not gpus:
+            return None
+        events = self._system.run(lambda: self._s.query("nvmlEventSetCreate"), self._deadline_s)
         if events is None:
             return None
-        registered = 0
-        for h in handles:
+        deadline = time.monotonic() + self._deadline_s
+        jobs: list[tuple[_Gpu, Job]] = []
+        for gpu in gpus:
+            register = functools.partial(self._register_gpu_events, gpu.handle, events)
             try:
-                supported = q("nvmlDeviceGetSupportedEventTypes", h)
-                if supported and supported & xid_mask:
-                    self._s.call("nvmlDeviceRegisterEvents", h, xid_mask, events)
-                    registered += 1
+                jobs.append((gpu, gpu.worker.submit(register)))
+            except NvmlDeadlineError:  # still stuck in its fingerprint
+                log.warning("nvml GPU %d is unresponsive; no Xid events for it", gpu.index)
+        registered = pending = 0
+        for gpu, job in jobs:
+            try:
+                registered += _DeadlineWorker.wait(job, deadline - time.monotonic())
+            except NvmlDeadlineError:
+                pending += 1
+                log.warning(
+                    "nvml Xid event registration of GPU %d overran its deadline; "
+                    "no Xid events for it",
+                    gpu.index,
+                )
             except (_GpuLostError, pynvml.NVMLError) as exc:
-                log.info("nvml Xid events not registered for a GPU: %s", exc)
-        if not registered:
-            q("nvmlEventSetFree", events)
-            log.info("nvml Xid events are not supported on this host")
-            return None
-        return events
+                log.warning("nvml Xid events not registered for GPU %d: %s", gpu.index, exc)
+        if registered or pending:  # a hung registration may still use the set: keep it
+            return events
+        self._system.run(lambda: self._s.query("nvmlEventSetFree", events), self._deadline_s)
+        log.info("nvml Xid events are not supported on this host")
+        return None
+
+    def _register_gpu_events(self, h: Any, events: Any) -> bool:
+        """Register one GPU for Xid events (on its worker); False when it does not support them."""
+        xid_mask = pynvml.nvmlEventTypeXidCriticalError
+        supported = self._s.query("nvmlDeviceGetSupportedEventTypes", h)
+        if not (supported and supported & xid_mask):
+            return False
+        self._s.call("nvmlDeviceRegisterEvents", h, xid_mask, events)
+        return True
 
     def _drain_events(self) -> dict[int, tuple[int, ...]]:
         """Xid codes per GPU index received since the previous call (never blocks long)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -364,6 +365,51 @@ def test_critical_xid_makes_its_gpu_unhealthy_and_ignored_xids_do_not() -> None:
         HealthStatus.UNHEALTHY,
         HealthStatus.OK,
     ]
+
+
+def test_one_gpu_hanging_in_xid_registration_does_not_stop_the_others() -> None:
+    fake = FakeNvml(gpus(4))
+    release = threading.Event()
+    fake.gpus[2].hang["nvmlDeviceGetSupportedEventTypes"] = release
+    try:
+        started = time.monotonic()
+        backend = opened(fake, deadline_s=0.3, policy=HealthPolicy(recover_after_ok_samples=1))
+        assert time.monotonic() - started < 2.0  # one deadline for all GPUs, not one each
+        assert [g.uuid for g in backend.gpus()] == ["GPU-0000", "GPU-0001", "GPU-0002", "GPU-0003"]
+        assert fake.registered == {0, 1, 3}
+        fake.events.append((1, 79))
+        samples = backend.sample()
+        assert samples[2].driver_unresponsive is True  # its worker is still in the hung call
+        assert samples[2].health.reason == "driver_unresponsive"
+        assert samples[1].xid_events == (79,)  # the others' Xid events still arrive
+        assert [s.health.status for s in samples] == [
+            HealthStatus.OK,
+            HealthStatus.UNHEALTHY,
+            HealthStatus.UNHEALTHY,
+            HealthStatus.OK,
+        ]
+    finally:
+        release.set()
+    del fake.gpus[2].hang["nvmlDeviceGetSupportedEventTypes"]
+    assert wait_until(lambda: not backend.sample()[2].driver_unresponsive)
+    backend.close()
+    assert fake.initialised == 0
+
+
+def test_one_gpu_failing_xid_registration_is_logged_and_the_others_register(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeNvml(gpus(3))
+    fake.gpus[0].errors["nvmlDeviceRegisterEvents"] = pynvml.NVML_ERROR_UNKNOWN
+    with caplog.at_level(logging.WARNING, logger="agent.gpu.nvml"):
+        backend = opened(fake)
+    assert fake.registered == {1, 2}
+    assert any("GPU 0" in r.getMessage() and "Xid" in r.getMessage() for r in caplog.records)
+    fake.events += [(2, 79)]
+    samples = backend.sample()
+    assert samples[2].health.reason == "xid 79"
+    assert samples[0].health.status is HealthStatus.OK
+    backend.close()
 
 
 def test_xid_events_unsupported_leaves_health_to_the_other_signals() -> None:

@@ -273,3 +273,36 @@ def test_a_hung_call_in_the_library_marks_that_gpu_driver_unresponsive(
         assert statuses(backend)[0] is HealthStatus.OK
     finally:
         backend.close()
+
+
+def test_one_gpu_hanging_in_xid_registration_still_opens_the_others(
+    fake_lib_dir: Path, nvml_config: MakeConfig, load_fake_in_process: LoadFake
+) -> None:
+    # Reported: this hang (7 s on GPU 2, past the 5 s default deadline) made `probe` exit 69.
+    config = nvml_config(4)
+    config.update_gpu(2, hang_ms={"nvmlDeviceGetSupportedEventTypes": 800})
+    load_fake_in_process(fake_lib_dir, config)
+    backend = NvmlBackend(deadline_s=0.3, policy=HealthPolicy(recover_after_ok_samples=1))
+    started = time.monotonic()
+    backend.open()
+    try:
+        assert time.monotonic() - started < 0.7
+        assert [g.uuid for g in backend.gpus()] == [g["uuid"] for g in config.doc["gpus"]]
+        config.update_gpu(2, hang_ms={})
+        config.add_event(1, 79)
+        samples = backend.sample()
+        assert samples[2].driver_unresponsive is True
+        assert samples[2].health.reason == "driver_unresponsive"
+        assert samples[1].xid_events == (79,)
+        assert [s.health.status for s in samples] == [
+            HealthStatus.OK,
+            HealthStatus.UNHEALTHY,
+            HealthStatus.UNHEALTHY,
+            HealthStatus.OK,
+        ]
+        deadline = time.monotonic() + 5
+        while backend.sample()[2].driver_unresponsive:  # until the hung call has returned
+            assert time.monotonic() < deadline, "the hung call never returned"
+            time.sleep(0.05)
+    finally:
+        backend.close()
