@@ -4,7 +4,8 @@ Desired lease sets arrive from the long poll and from heartbeat answers (`offer`
 `lease_version` so an older answer never undoes a newer one. The worker plans with the pure
 `agent.leases.plan`, records each transition in the state file *before* the hook that follows
 it (at most once per lease), ends leases locally at `end_time` (never earlier, coordinator or
-not) and retries owed acks with backoff until the coordinator accepts them or calls them stale.
+not) and retries owed acks with backoff until the coordinator accepts them or calls them stale
+(a refused ack waits on its own schedule, so it never holds back the other leases' acks).
 
 Hooks run one at a time on this thread; heartbeats never wait for them.
 """
@@ -32,6 +33,17 @@ log = get_logger("agent.leases")
 
 IDLE_TICK_S = 1.0
 _DROP_ACK_STATUSES = frozenset({404, 409, 410, 422})
+ACK_REFUSED_INITIAL_S = 30.0  # one ack refused (4xx): its own, slow retry schedule
+ACK_REFUSED_CAP_S = 600.0
+
+
+@dataclass(slots=True)
+class _AckRetry:
+    """When to try a refused ack again; for one (generation, state) of one lease."""
+
+    ack: tuple[int, str]
+    backoff: Backoff
+    next_try: float = 0.0
 
 
 @dataclass(slots=True)
@@ -66,6 +78,8 @@ class LeaseWorker:
         self._version: int | None = None
         self._ack_backoff = Backoff(0.5, 15.0)
         self._next_ack_try = 0.0
+        self._ack_retry: dict[str, _AckRetry] = {}  # booking id → a refused ack's own schedule
+        self._retry_refused_acks = False
         self._logged_rejections: set[tuple[str, int]] = set()
         self.tick_at = time.monotonic()
         self.busy_until: float | None = None  # a hook's deadline while one runs
@@ -124,9 +138,14 @@ class LeaseWorker:
         self._wake.set()
 
     def coordinator_recovered(self) -> None:
-        """The coordinator answers again: send owed acks now instead of after the backoff."""
+        """The coordinator answers again (or after a reload): send owed acks now.
+
+        Refused acks are retried at once too: a refusal often had the same cause as the
+        trouble just ended (a revoked or wrong key, fixed by a reload).
+        """
         self._ack_backoff.success()
         self._next_ack_try = 0.0
+        self._retry_refused_acks = True  # read by the worker thread, which owns `_ack_retry`
         self._wake.set()
 
     def report(self) -> list[LeaseReport]:
@@ -377,7 +396,11 @@ class LeaseWorker:
     # -- acks -------------------------------------------------------------------------------
 
     def _send_acks(self) -> None:
-        if time.monotonic() < self._next_ack_try:
+        # Two kinds of wait: the coordinator being down (or throttling us) holds back every ack
+        # (`_next_ack_try`), while a refusal of one ack holds back only that lease (`_ack_retry`),
+        # so one permanently refused ack never blocks the others.
+        now = time.monotonic()
+        if now < self._next_ack_try:
             return
         client = self._client()
         if client is None:
@@ -388,8 +411,18 @@ class LeaseWorker:
                 for lease in self._state.leases.values()
                 if lease.ack_pending and lease.ack_state is not None
             ]
+        if self._retry_refused_acks:
+            self._retry_refused_acks = False
+            for refused in self._ack_retry.values():
+                refused.next_try = 0.0
+        owed_ids = {booking_id for booking_id, *_ in owed}
+        for booking_id in [b for b in self._ack_retry if b not in owed_ids]:
+            del self._ack_retry[booking_id]  # settled or pruned meanwhile
         for booking_id, generation, ack_state, detail in owed:
             assert ack_state is not None
+            retry = self._ack_retry.get(booking_id)
+            if retry is not None and retry.ack == (generation, ack_state) and now < retry.next_try:
+                continue
             failure: CoordinatorUnavailableError | CoordinatorRejectedError | None = None
             try:
                 client.ack(booking_id, generation=generation, state=ack_state, detail=detail)
@@ -397,14 +430,16 @@ class LeaseWorker:
                 failure = exc
             if failure is None:
                 self._ack_backoff.success()
+                self._ack_retry.pop(booking_id, None)
                 self._settle_ack(booking_id, generation, ack_state)
                 log.info(
                     "lease_acked", booking_id=booking_id, state=ack_state, generation=generation
                 )
                 continue
-            if isinstance(failure, CoordinatorRejectedError):
+            if isinstance(failure, CoordinatorRejectedError) and failure.status_code != 429:
                 if failure.status_code in _DROP_ACK_STATUSES:
                     # Stale generation (409) or a booking the coordinator no longer knows.
+                    self._ack_retry.pop(booking_id, None)
                     self._settle_ack(booking_id, generation, ack_state)
                     log.info(
                         "lease_ack_dropped",
@@ -414,24 +449,38 @@ class LeaseWorker:
                         detail=failure.detail,
                     )
                     continue
-                if (booking_id, failure.status_code) not in self._logged_rejections:
-                    self._logged_rejections.add((booking_id, failure.status_code))
-                    log.error(
-                        "lease_ack_rejected",
-                        booking_id=booking_id,
-                        status_code=failure.status_code,
-                        detail=failure.detail,
-                    )
+                self._ack_refused(booking_id, (generation, ack_state), failure)
+                continue
+            # Unreachable, 5xx or 429: every other ack would meet the same fate; wait for all.
             delay = self._ack_backoff.failure()
             self._next_ack_try = time.monotonic() + delay
-            if isinstance(failure, CoordinatorUnavailableError):
-                log.warning(
-                    "lease_ack_failed",
-                    booking_id=booking_id,
-                    error=str(failure),
-                    retry_in_s=round(delay, 2),
-                )
+            log.warning(
+                "lease_ack_failed",
+                booking_id=booking_id,
+                error=str(failure),
+                retry_in_s=round(delay, 2),
+            )
             return
+
+    def _ack_refused(
+        self, booking_id: str, ack: tuple[int, str], failure: CoordinatorRejectedError
+    ) -> None:
+        """A 4xx for one ack: retry that one on a long schedule ("until accepted", SPEC)."""
+        retry = self._ack_retry.get(booking_id)
+        if retry is None or retry.ack != ack:
+            retry = _AckRetry(ack, Backoff(ACK_REFUSED_INITIAL_S, ACK_REFUSED_CAP_S))
+            self._ack_retry[booking_id] = retry
+        delay = retry.backoff.failure()
+        retry.next_try = time.monotonic() + delay
+        if (booking_id, failure.status_code) not in self._logged_rejections:
+            self._logged_rejections.add((booking_id, failure.status_code))
+            log.error(
+                "lease_ack_rejected",
+                booking_id=booking_id,
+                status_code=failure.status_code,
+                detail=failure.detail,
+                retry_in_s=round(delay, 2),
+            )
 
     def _settle_ack(self, booking_id: str, generation: int, ack_state: str) -> None:
         with self._lock:
