@@ -132,6 +132,13 @@ class SimulatedFaultSettings(_Section):
     xid: int = Field(default=79, ge=0)
 
 
+class SimulatedMigSettings(_Section):
+    """One `[[gpu.simulated.mig]]` instance: each GPU of its entry gets one, MIG mode on."""
+
+    profile: str = Field(min_length=1, max_length=32)  # "1g.10gb"
+    memory_mib: int = Field(gt=0, le=16 * 1024 * 1024)
+
+
 class SimulatedGpuSettings(_Section):
     """One `[[gpu.simulated]]` entry: `count` identical fake GPUs."""
 
@@ -144,6 +151,7 @@ class SimulatedGpuSettings(_Section):
         default_factory=lambda: [0], min_length=1
     )
     faults: list[SimulatedFaultSettings] = Field(default_factory=list)
+    mig: list[SimulatedMigSettings] = Field(default_factory=list, max_length=7)
 
     @model_validator(mode="after")
     def _faults_within_count(self) -> SimulatedGpuSettings:

@@ -27,7 +27,12 @@ from agent.gpu.backend import (
     SystemInfo,
 )
 from agent.gpu.health import HealthPolicy
-from agent.gpu.simulated import SimulatedBackend, SimulatedFault, SimulatedGpuSpec
+from agent.gpu.simulated import (
+    SimulatedBackend,
+    SimulatedFault,
+    SimulatedGpuSpec,
+    SimulatedMigSpec,
+)
 
 __all__ = [
     "HEALTH_OK",
@@ -43,6 +48,7 @@ __all__ = [
     "SimulatedBackend",
     "SimulatedFault",
     "SimulatedGpuSpec",
+    "SimulatedMigSpec",
     "SystemInfo",
     "make_backend",
     "open_backend",
@@ -64,6 +70,15 @@ class SimulatedFaultConfig(Protocol):
     def xid(self) -> int: ...
 
 
+class SimulatedMigConfig(Protocol):
+    """What `make_backend` reads from one `[[gpu.simulated]] mig` entry."""
+
+    @property
+    def profile(self) -> str: ...
+    @property
+    def memory_mib(self) -> int: ...
+
+
 class SimulatedGpuConfig(Protocol):
     """What `make_backend` reads from one `[[gpu.simulated]]` entry."""
 
@@ -81,6 +96,8 @@ class SimulatedGpuConfig(Protocol):
     def utilization_pct(self) -> Sequence[int]: ...
     @property
     def faults(self) -> Sequence[SimulatedFaultConfig]: ...
+    @property
+    def mig(self) -> Sequence[SimulatedMigConfig]: ...
 
 
 class GpuConfig(Protocol):
@@ -125,6 +142,7 @@ def _simulated_specs(entries: Sequence[SimulatedGpuConfig]) -> list[SimulatedGpu
                 power_limit_w=e.power_limit_w,
                 utilization_pct=tuple(e.utilization_pct),
                 faults=faults,
+                mig=tuple(SimulatedMigSpec(m.profile, m.memory_mib) for m in e.mig),
             )
         )
     return specs

@@ -3,7 +3,9 @@
 Chosen only when the config says `backend = "simulated"`. Each GPU gets a stable uuid
 `GPU-sim-<host>-<n>` (n = its index), so registration stays idempotent across restarts. Load is
 a script of utilisation values cycled sample by sample; faults are scheduled by sample number,
-which lets tests and demos drive the health machinery without a GPU.
+which lets tests and demos drive the health machinery without a GPU. A spec with `mig` instances
+has MIG mode on and one MIG device per instance, uuid `MIG-sim-<host>-<n>-<m>` (m = its MIG
+index); like a real MIG GPU, its samples are the parent's (the layer reads no per-instance load).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from agent.gpu.backend import GpuInfo, GpuSample, SystemInfo
+from agent.gpu.backend import GpuInfo, GpuSample, MigDeviceInfo, SystemInfo
 from agent.gpu.health import HealthPolicy, HealthTracker, Observation
 
 FaultKind = Literal["lost", "xid", "ecc", "driver_unresponsive", "throttle"]
@@ -36,6 +38,14 @@ class SimulatedFault:
 
 
 @dataclass(frozen=True, slots=True)
+class SimulatedMigSpec:
+    """One MIG instance of each GPU of a `SimulatedGpuSpec`."""
+
+    profile: str  # "1g.10gb"
+    memory_mib: int
+
+
+@dataclass(frozen=True, slots=True)
 class SimulatedGpuSpec:
     """`count` identical simulated GPUs."""
 
@@ -46,6 +56,7 @@ class SimulatedGpuSpec:
     power_limit_w: float = 700.0
     utilization_pct: tuple[int, ...] = (0,)
     faults: tuple[SimulatedFault, ...] = field(default=())
+    mig: tuple[SimulatedMigSpec, ...] = field(default=())
 
 
 def _utc_now() -> datetime:
@@ -103,7 +114,8 @@ class SimulatedBackend:
                     max_sm_clock_mhz=1980,
                     max_memory_clock_mhz=2619,
                     persistence_mode=True,
-                    mig_mode=False,
+                    mig_mode=bool(spec.mig),
+                    mig_devices=self._mig_devices(spec, host, index),
                 )
                 index += 1
                 if str(info.index) in self._exclude or info.uuid in self._exclude:
@@ -112,6 +124,23 @@ class SimulatedBackend:
         self._units = units
         self._opened = True
         return self.system_info()
+
+    def _mig_devices(
+        self, spec: SimulatedGpuSpec, host: str, index: int
+    ) -> tuple[MigDeviceInfo, ...]:
+        devices = (
+            MigDeviceInfo(
+                index=m,
+                uuid=f"MIG-sim-{host}-{index}-{m}",
+                name=f"{spec.model} MIG {mig.profile}",
+                profile=mig.profile,
+                memory_total_mib=mig.memory_mib,
+                gpu_instance_id=m + 1,
+                compute_instance_id=0,
+            )
+            for m, mig in enumerate(spec.mig)
+        )
+        return tuple(d for d in devices if d.uuid not in self._exclude)
 
     def system_info(self) -> SystemInfo:
         return SystemInfo(
