@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 NVML_LIBRARY = "libnvidia-ml.so.1"
 DEFAULT_DEADLINE_S = 5.0
+DEFAULT_CLOSE_TIMEOUT_S = 2.0
 MIB = 1024 * 1024
 _MAX_EVENTS_PER_SAMPLE = 1024
 
@@ -285,11 +286,25 @@ class NvmlBackend:
             gpus.append(gpu)
         return gpus
 
-    def close(self) -> None:
-        with self._lock:
-            self._shutdown()
+    def close(self, timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S) -> None:
+        """Shut NVML down, taking at most about `timeout_s` (SIGTERM must end the agent in 5 s).
 
-    def _shutdown(self) -> None:
+        A reading still in flight past that (it may hold the backend for its deadline and the
+        event drain's), or a hung `nvmlShutdown`, is left behind: the process is exiting, and
+        the driver cleans up after it.
+        """
+        end = time.monotonic() + timeout_s
+        if not self._lock.acquire(timeout=max(timeout_s, 0.0)):
+            log.warning(
+                "nvml close skipped: a reading still held the backend after %g s", timeout_s
+            )
+            return
+        try:
+            self._shutdown(max(end - time.monotonic(), 0.0))
+        finally:
+            self._lock.release()
+
+    def _shutdown(self, timeout_s: float | None = None) -> None:
         if self._initialised:
             self._initialised = False
             events, self._events = self._events, None
@@ -303,7 +318,7 @@ class NvmlBackend:
                     log.debug("nvmlShutdown failed: %s", exc)
 
             try:
-                self._system.run(shutdown, self._deadline_s)
+                self._system.run(shutdown, self._deadline_s if timeout_s is None else timeout_s)
             except NvmlDeadlineError:
                 log.warning("nvmlShutdown overran its deadline; leaving it")
         for gpu in self._gpus:

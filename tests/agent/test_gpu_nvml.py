@@ -337,6 +337,45 @@ def test_hung_call_marks_only_that_gpu_unresponsive_and_it_recovers() -> None:
     backend.close()
 
 
+def test_close_gives_up_on_a_reading_that_holds_the_backend(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # SIGTERM must end the agent within 5 s: close() cannot wait out a sample's 3 s deadline.
+    fake = FakeNvml(gpus(2))
+    release = threading.Event()
+    backend = opened(fake, deadline_s=3.0)
+    fake.gpus[1].hang["nvmlDeviceGetPowerUsage"] = release
+    reader = threading.Thread(target=backend.sample)
+    reader.start()
+    try:
+        assert wait_until(lambda: fake.calls["nvmlDeviceGetPowerUsage"] == 2)
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="agent.gpu.nvml"):
+            backend.close(timeout_s=0.2)
+        assert time.monotonic() - started < 1.0
+        assert fake.initialised == 1  # left to process exit
+        assert any("close" in r.getMessage() for r in caplog.records)
+    finally:
+        release.set()
+        reader.join(5)
+
+
+def test_close_does_not_wait_out_a_hung_nvml_shutdown() -> None:
+    release = threading.Event()
+
+    class HangingShutdown(FakeNvml):
+        def nvmlShutdown(self) -> None:
+            release.wait(10)
+
+    backend = opened(HangingShutdown(gpus(1)), deadline_s=3.0)
+    started = time.monotonic()
+    try:
+        backend.close(timeout_s=0.2)
+        assert time.monotonic() - started < 1.0
+    finally:
+        release.set()
+
+
 def test_hung_nvml_init_is_a_gpu_access_error_not_a_freeze() -> None:
     release = threading.Event()
 
