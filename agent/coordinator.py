@@ -11,8 +11,11 @@ The lease long poll uses its own connection pool, so `abort_long_poll()` from an
 
 from __future__ import annotations
 
+import hmac
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -45,6 +48,23 @@ def _detail_of(response: httpx.Response) -> str | None:
     if isinstance(detail, str):
         return detail[:500]
     return None if detail is None else str(detail)[:500]
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """`Retry-After` as seconds from now (delta-seconds or an HTTP date), else None."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 class CoordinatorClient:
@@ -117,6 +137,7 @@ class CoordinatorClient:
                 f"{what}: HTTP {response.status_code}" + (f" ({detail})" if detail else ""),
                 status_code=response.status_code,
                 detail=detail,
+                retry_after_s=_retry_after_s(response),
             )
         return response
 
@@ -175,6 +196,11 @@ class CoordinatorClient:
     def deregister(self, miner_id: str, *, timeout_s: float | None = None) -> None:
         """`DELETE /v1/miners/{miner_id}`: graceful leave, the GPUs go offline at once."""
         self._request("DELETE", f"/v1/miners/{miner_id}", timeout_s=timeout_s)
+
+    def uses_api_key(self, api_key: str | None) -> bool:
+        """True when this client sends `api_key` (a reload compares keys, never logs them)."""
+        mine = (self._headers.get("X-Api-Key") or "").encode()
+        return hmac.compare_digest(mine, (api_key or "").encode())
 
     def abort_long_poll(self) -> None:
         """Close the long poll's connections so a waiting poll fails fast (any thread)."""

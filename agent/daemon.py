@@ -36,7 +36,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent import __version__, sdnotify
-from agent.backoff import Backoff
+from agent.backoff import Backoff, RetrySchedule, is_refusal
 from agent.config import AgentSettings, load_settings
 from agent.coordinator import CoordinatorClient
 from agent.errors import (
@@ -52,13 +52,7 @@ from agent.leases import GpuView, is_unhealthy
 from agent.log import get_logger
 from agent.registration import gpu_registration, miner_registration
 from agent.state import AgentState, StateStore, utc_now, write_atomic
-from agent.views import (
-    RentableUnit,
-    heartbeat_reports,
-    metrics_rows,
-    rentable_units,
-    status_rows,
-)
+from agent.views import heartbeat_reports, metrics_rows, status_rows
 from agent.wire import AgentIdentity, HeartbeatRequest
 
 log = get_logger("agent.daemon")
@@ -71,6 +65,17 @@ JOB_ID = "heartbeat"
 def _backoff_cap_s(heartbeat_interval_s: float) -> float:
     """Longest wait between tries while the coordinator is down: two heartbeats, 2..15 s."""
     return min(15.0, max(2.0, 2 * heartbeat_interval_s))
+
+
+def _trouble_state(exc: CoordinatorUnavailableError | CoordinatorRejectedError) -> str:
+    """`coordinator_state` after a failure; STATUS= shows it as "coordinator <this>"."""
+    if not isinstance(exc, CoordinatorRejectedError):
+        return "unreachable"
+    if exc.status_code in (401, 403):
+        return f"rejects our key ({exc.status_code})"
+    if exc.status_code == 429:
+        return "throttling us (429)"
+    return f"rejects our requests ({exc.status_code})"
 
 
 def _boot_id() -> str | None:
@@ -96,7 +101,6 @@ class Daemon:
         self.state = AgentState()
         self.backend: GpuBackend | None = None
         self.gpus: list[GpuInfo] = []
-        self.units: list[RentableUnit] = []  # what is registered, heartbeated and leased
         self.samples: dict[str, GpuSample] = {}
         self.client: CoordinatorClient | None = None
         self.worker: LeaseWorker | None = None
@@ -111,6 +115,8 @@ class Daemon:
         self._hb_backoff = Backoff(0.5, _backoff_cap_s(self.interval_s))
         self._hb_next_try = 0.0
         self._poll_backoff = Backoff(0.5, _backoff_cap_s(self.interval_s))
+        self._hb_retry = RetrySchedule(self._hb_backoff)  # + minutes after a refusal (401, ...)
+        self._poller: LeasePoller | None = None
         self._logged: set[str] = set()
         self.heartbeat_tick_at = time.monotonic()
         self._threads: list[threading.Thread] = []
@@ -121,17 +127,18 @@ class Daemon:
     # -- views ------------------------------------------------------------------------------
 
     def gpu_views(self) -> dict[str, GpuView]:
-        """What lease reconciliation knows about each local rentable unit (GPU or MIG)."""
+        """What lease reconciliation knows about each local GPU."""
         with self.lock:
             views = {}
-            for unit in self.units:
-                # A MIG instance: its own uuid, its parent's NVML index and health.
-                sample = self.samples.get(unit.gpu_uuid)
+            for info in self.gpus:
+                if info.uuid is None:
+                    continue
+                sample = self.samples.get(info.uuid)
                 health = sample.health if sample is not None else None
-                views[unit.uuid] = GpuView(
-                    uuid=unit.uuid,
-                    index=unit.index,
-                    gpu_id=self.state.gpu_ids.get(unit.uuid),
+                views[info.uuid] = GpuView(
+                    uuid=info.uuid,
+                    index=info.index,
+                    gpu_id=self.state.gpu_ids.get(info.uuid),
                     healthy=health is None or not is_unhealthy(health.status.value),
                     health_reason=None if health is None else health.reason,
                 )
@@ -164,7 +171,6 @@ class Daemon:
             version=__version__,
             backend=self.backend.kind,
             gpus=len(self.gpus),
-            units=len(self.units),
             state_dir=str(self.store.state_dir),
             coordinator=self.settings.coordinator.url,
         )
@@ -212,6 +218,7 @@ class Daemon:
             stop=self.stop_event,
             backoff=self._poll_backoff,
         )
+        self._poller = poll
         poller = threading.Thread(target=poll.run, name="lease-poll", daemon=True)
         self._threads = [worker, poller]
         for thread in self._threads:
@@ -323,7 +330,12 @@ class Daemon:
         error: ConfigError | None = None
         try:
             new = load_settings(self.config_path) if self.config_path else self.settings
-            client = self._new_client(new) if new.coordinator != self.settings.coordinator else None
+            # The key file's path may stay while its content changes (a rotated key): compare
+            # the keys themselves too.
+            same = new.coordinator == self.settings.coordinator and (
+                self.client is None or self.client.uses_api_key(new.coordinator.resolve_api_key())
+            )
+            client = None if same else self._new_client(new)
         except ConfigError as exc:
             error = exc
         if error is not None:
@@ -348,6 +360,7 @@ class Daemon:
             old_client.abort_long_poll()
             old_client.close()
         self._set_interval()
+        self._retry_coordinator_now()
         if restart_needed:
             log.warning("config_reload_partial", restart_needed=restart_needed)
         log.info("config_reloaded")
@@ -358,9 +371,7 @@ class Daemon:
     def _sample(self) -> None:
         assert self.backend is not None
         samples = self.backend.sample()
-        units = rentable_units(self.gpus, self.settings.gpu.exclude)
         with self.lock:
-            self.units = units
             self.samples = {s.uuid: s for s in samples if s.uuid is not None}
 
     def _heartbeat_guarded(self) -> None:
@@ -396,7 +407,7 @@ class Daemon:
             except (CoordinatorUnavailableError, CoordinatorRejectedError) as exc:
                 failure = exc
         if failure is None:
-            self._hb_backoff.success()
+            self._hb_retry.success()
             self._hb_next_try = 0.0
             self.counters["heartbeats_sent_total"] += 1
         else:
@@ -407,25 +418,35 @@ class Daemon:
     def _coordinator_trouble(
         self, exc: CoordinatorUnavailableError | CoordinatorRejectedError
     ) -> None:
-        delay = self._hb_backoff.failure()
-        self._hb_next_try = time.monotonic() + delay
+        # Down (transport, 5xx): seconds. Refused (401, 403, other 4xx but 404/409/429): a
+        # minute growing to ten, logged once per status, and STATUS= says why, since only the
+        # operator can fix it (a SIGHUP with a new key retries at once). 429: its Retry-After.
+        retry = self._hb_retry.failure(exc)
+        self._hb_next_try = time.monotonic() + retry.delay_s
+        self.coordinator_state = _trouble_state(exc)
         if isinstance(exc, CoordinatorRejectedError):
-            self.coordinator_state = f"rejected ({exc.status_code})"
-            key = f"rejected:{exc.status_code}:{exc.detail}"
-            if key not in self._logged:  # logged once, then retried only with backoff
-                self._logged.add(key)
-                log.error(
+            if retry.first:
+                (log.error if is_refusal(exc) else log.warning)(
                     "coordinator_rejected",
                     error=str(exc),
                     status_code=exc.status_code,
-                    retry_in_s=round(delay, 2),
+                    retry_in_s=round(retry.delay_s, 2),
                 )
             return
-        first = self.coordinator_state != "unreachable"
-        self.coordinator_state = "unreachable"
-        (log.warning if first else log.debug)(
-            "coordinator_unreachable", error=str(exc), retry_in_s=round(delay, 2)
+        (log.warning if retry.first else log.debug)(
+            "coordinator_unreachable", error=str(exc), retry_in_s=round(retry.delay_s, 2)
         )
+
+    def _retry_coordinator_now(self) -> None:
+        """After a reload: forget every backoff and try the coordinator now (a new key?)."""
+        self._hb_retry.success()
+        self._hb_next_try = 0.0
+        if self._poller is not None:
+            self._poller.retry_now()
+        if self.worker is not None:
+            self.worker.coordinator_recovered()  # owed acks, refused ones included, go now
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
 
     def _register(self) -> None:
         with self._reg_lock:
@@ -434,12 +455,14 @@ class Daemon:
             client = self.client
             system = self.backend.system_info() if self.backend is not None else None
             answer = client.register_miner(
-                miner_registration(self.units, system, self.settings.agent.region)
+                miner_registration(self.gpus, system, self.settings.agent.region)
             )
             gpu_ids: dict[str, str] = {}
-            for unit in self.units:
-                spec = gpu_registration(unit, system, self.settings)
-                gpu_ids[unit.uuid] = client.register_gpu(spec).gpu_id
+            for info in self.gpus:
+                if info.uuid is None:
+                    continue
+                spec = gpu_registration(info, system, self.settings)
+                gpu_ids[info.uuid] = client.register_gpu(spec).gpu_id
             with self.lock:
                 self.state.miner_id = answer.miner_id
                 self.state.coordinator_url = client.base_url
@@ -460,7 +483,7 @@ class Daemon:
         assert self.worker is not None
         self.seq += 1
         with self.lock:
-            reports = heartbeat_reports(self.units, self.samples, self.state.gpu_ids)
+            reports = heartbeat_reports(self.gpus, self.samples, self.state.gpu_ids)
         leases = self.worker.report()
         request = HeartbeatRequest(
             inflight=sum(1 for lease in leases if lease.state in ("starting", "started")),
@@ -531,7 +554,7 @@ class Daemon:
         """`STATUS=...` when it changed since the last one sent (or `force`), else ""."""
         active = self.worker.counts()[0] if self.worker is not None else 0
         unhealthy = sum(1 for s in self.samples.values() if is_unhealthy(s.health.status.value))
-        text = f"{len(self.units)} GPUs, {active} leased"
+        text = f"{len(self.gpus)} GPUs, {active} leased"
         if unhealthy:
             text += f", {unhealthy} unhealthy"
         text += f", coordinator {self.coordinator_state}"
@@ -545,7 +568,7 @@ class Daemon:
     def _write_status(self) -> None:
         """Write status.json for `aitbc-agent status` (not durable: it is only a view)."""
         with self.lock:
-            gpus = status_rows(self.units, self.samples, self.state.gpu_ids)
+            gpus = status_rows(self.gpus, self.samples, self.state.gpu_ids)
         doc = {
             "pid": os.getpid(),
             "version": __version__,

@@ -68,12 +68,21 @@ class CoordinatorRejectedError(AgentError):
     Attributes:
         status_code: the HTTP status the coordinator answered with.
         detail: the coordinator's `detail` sentence, when it sent one.
+        retry_after_s: the coordinator's `Retry-After` in seconds (a 429), when it sent one.
     """
 
-    def __init__(self, message: str, *, status_code: int, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        detail: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.detail = detail
+        self.retry_after_s = retry_after_s
 
 
 class StateError(AgentError):

@@ -2,9 +2,11 @@
 
 `since` is the newest lease version the worker applied; without one (first poll, or after a
 re-registration) the poll asks with `wait_s=0` so the current set arrives at once. Failures
-back off with jitter; the first failure of a streak is logged, and so is the recovery. The
-coordinator answers at once whenever `since` differs from its version, so an answer that made no
-progress (dropped, or the same `since` again) is followed by a backoff too: never a tight loop.
+back off with jitter (`RetrySchedule`: seconds while the coordinator is down, minutes while it
+refuses us, its Retry-After on a 429); the first failure of a streak, and of each refusal status,
+is logged, and so is the recovery. The coordinator answers at once whenever `since` differs
+from its version, so an answer that made no progress (dropped, or the same `since` again) is
+followed by a backoff too: never a tight loop.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from agent.backoff import Backoff
+from agent.backoff import Backoff, RetrySchedule, is_refusal
 from agent.coordinator import CoordinatorClient
 from agent.errors import CoordinatorRejectedError, CoordinatorUnavailableError
 from agent.lease_worker import LeaseWorker
@@ -23,6 +25,7 @@ log = get_logger("agent.lease_poll")
 
 LONG_POLL_WAIT_S = 25.0
 MIN_WAITED_S = 1.0  # an answer slower than this was held by the coordinator, not instant
+STOP_CHECK_S = 0.5  # a long wait (a refusal: minutes) still notices `stop` this often
 
 
 class LeasePoller:
@@ -42,6 +45,8 @@ class LeasePoller:
         self._registered = registered
         self._stop = stop
         self.backoff = backoff
+        self._schedule = RetrySchedule(backoff)
+        self._kick = threading.Event()
         self._failing = False
 
     def run(self) -> None:
@@ -69,17 +74,32 @@ class LeasePoller:
                 accepted = self._worker.offer(answer.lease_version, answer.leases, since=since)
                 waited = time.monotonic() - asked_at >= min(wait_s, MIN_WAITED_S)
                 if accepted and (waited or self._worker.lease_version != since):
-                    self.backoff.success()
+                    self._schedule.success()
                     continue
                 # No progress: the coordinator answered at once and the next poll would ask with
                 # the same `since` (or its answer was dropped), so it would answer at once again.
                 # Never poll again without a wait or a backoff.
                 delay = self.backoff.failure()
                 log.debug("lease_poll_no_progress", since=since, retry_in_s=round(delay, 2))
-                self._stop.wait(delay)
+                self._pause(delay)
                 continue
-            delay = self.backoff.failure()
-            if not self._failing:
-                log.warning("lease_poll_failed", error=str(failure), retry_in_s=round(delay, 2))
+            retry = self._schedule.failure(failure)
+            if retry.first:  # once per outage, and once per refusal status, until a success
+                level = log.error if is_refusal(failure) else log.warning
+                level("lease_poll_failed", error=str(failure), retry_in_s=round(retry.delay_s, 2))
             self._failing = True
-            self._stop.wait(delay)
+            self._pause(retry.delay_s)
+
+    def retry_now(self) -> None:
+        """Cut a wait short (after a reload: the new key or coordinator deserves a try now)."""
+        self._schedule.success()
+        self._kick.set()
+
+    def _pause(self, delay_s: float) -> None:
+        """Wait `delay_s`, or less when stopped or kicked by `retry_now`."""
+        deadline = time.monotonic() + delay_s
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._kick.wait(min(left, STOP_CHECK_S)):
+                break
+        self._kick.clear()

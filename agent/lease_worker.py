@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.backoff import Backoff
+from agent.backoff import RETRY_AFTER_CAP_S, Backoff
 from agent.config import LeasesSettings
 from agent.coordinator import CoordinatorClient
 from agent.errors import CoordinatorRejectedError, CoordinatorUnavailableError, StateError
@@ -453,6 +453,8 @@ class LeaseWorker:
                 continue
             # Unreachable, 5xx or 429: every other ack would meet the same fate; wait for all.
             delay = self._ack_backoff.failure()
+            if isinstance(failure, CoordinatorRejectedError) and failure.retry_after_s is not None:
+                delay = max(delay, min(failure.retry_after_s, RETRY_AFTER_CAP_S))
             self._next_ack_try = time.monotonic() + delay
             log.warning(
                 "lease_ack_failed",

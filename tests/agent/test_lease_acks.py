@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class PickyCoordinator:
     def __init__(self, refuse: set[str], status: int = 403) -> None:
         self.refuse = refuse
         self.status = status
+        self.headers: dict[str, str] = {}
         self.tries: list[str] = []
         self.accepted: list[str] = []
 
@@ -50,7 +52,7 @@ class PickyCoordinator:
         json.loads(request.content)
         self.tries.append(booking_id)
         if booking_id in self.refuse:
-            return httpx.Response(self.status, json={"detail": "not allowed"})
+            return httpx.Response(self.status, headers=self.headers, json={"detail": "not allowed"})
         self.accepted.append(booking_id)
         return httpx.Response(200, json={})
 
@@ -103,3 +105,15 @@ def test_refused_ack_is_retried_at_once_when_the_coordinator_recovers(tmp_path: 
     worker.step()
     assert fake.accepted == ["bk_1"]
     assert store.load().leases["bk_1"].acked
+
+
+def test_throttled_ack_waits_for_retry_after_and_holds_back_all_acks(tmp_path: Path) -> None:
+    fake = PickyCoordinator(refuse={"bk_1", "bk_2"}, status=429)
+    worker, _ = make_worker(tmp_path, fake)
+    fake.headers = {"Retry-After": "30"}
+    worker.offer(1, [lease("bk_1", "GPU-0"), lease("bk_2", "GPU-1")])
+    worker.step()
+    worker.step()
+    # Throttling is about the whole miner: one try, then everything waits the Retry-After.
+    assert fake.tries == ["bk_1"]
+    assert worker._next_ack_try - time.monotonic() > 25
