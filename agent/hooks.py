@@ -1,8 +1,11 @@
 """Operator hooks: `[leases] on_start` / `on_end` argv, run with the lease in the environment.
 
 A hook gets `AITBC_LEASE_ID`, `AITBC_GPU_UUID`, `AITBC_GPU_INDEX`, `AITBC_CLIENT_ID` and
-`AITBC_LEASE_END` (RFC 3339 UTC) on top of the agent's environment; its stdout and stderr go to
-the agent's stderr (the journal), never to the agent's stdout. A hook that overruns
+`AITBC_LEASE_END` (RFC 3339 UTC) on top of the agent's environment, less what is the agent's
+alone (`hook_environment`): its own `AITBC_AGENT_*` settings (the API key may be one), the
+systemd credentials directory, and the systemd notify/watchdog variables (a hook must not talk
+to systemd as the agent). Its stdout and stderr go to the agent's stderr (the journal), never to
+the agent's stdout. A hook that overruns
 `hook_timeout_s` is killed with its whole process group. The at-most-once guarantee lives in the
 caller: it records `starting` / `stopping` in the state file before calling `run_hook`.
 """
@@ -19,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 _STDERR_FD = 2
+_AGENT_ONLY_PREFIXES = ("AITBC_AGENT_", "WATCHDOG_")
+_AGENT_ONLY_NAMES = frozenset({"CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +72,15 @@ def lease_env(
     }
 
 
+def hook_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """`base` without the variables that belong to the agent alone (secrets, systemd's)."""
+    return {
+        name: value
+        for name, value in base.items()
+        if name not in _AGENT_ONLY_NAMES and not name.upper().startswith(_AGENT_ONLY_PREFIXES)
+    }
+
+
 def run_hook(
     argv: Sequence[str],
     env: Mapping[str, str],
@@ -78,7 +92,7 @@ def run_hook(
     started = time.monotonic()
     if not argv:
         return HookResult(exit_code=0, duration_s=0.0)
-    full_env = {**(os.environ if base_env is None else base_env), **env}
+    full_env = {**hook_environment(os.environ if base_env is None else base_env), **env}
     try:
         proc = subprocess.Popen(  # noqa: S603 - the operator's own configured command
             list(argv),

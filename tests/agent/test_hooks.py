@@ -224,3 +224,33 @@ def test_unsaveable_state_means_on_start_does_not_run(tmp_path: Path) -> None:
     assert not (tmp_path / "start.log").exists()
     assert fake.acks == []
     assert worker.state_error is not None
+
+
+def test_hook_never_sees_the_agents_secrets_or_systemd_sockets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "env.json"
+    monkeypatch.setenv("AITBC_AGENT_COORDINATOR__API_KEY", "sekrit")
+    monkeypatch.setenv("aitbc_agent_gpu__backend", "simulated")  # env keys are case-blind
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    monkeypatch.setenv("WATCHDOG_PID", "1")
+    monkeypatch.setenv("HOOK_TEST_KEPT", "yes")
+    code = f"import json, os; json.dump(dict(os.environ), open({str(out)!r}, 'w'))"
+    result = run_hook([sys.executable, "-c", code], {"AITBC_LEASE_ID": "bk_1"}, timeout_s=30)
+    assert result.ok, result.describe()
+    env = json.loads(out.read_text())
+    for name in (
+        "AITBC_AGENT_COORDINATOR__API_KEY",
+        "aitbc_agent_gpu__backend",
+        "CREDENTIALS_DIRECTORY",
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+    ):
+        assert name not in env
+    assert "sekrit" not in env.values()
+    assert env["HOOK_TEST_KEPT"] == "yes"  # the rest of the environment is passed on
+    assert env["AITBC_LEASE_ID"] == "bk_1"
+    assert "PATH" in env
