@@ -280,6 +280,22 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(dict.fromkeys(problems))
 
 
+def _unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
+    """`AITBC_AGENT_*` variables naming no section: pydantic-settings would skip them silently.
+
+    A key inside a known section (`AITBC_AGENT_GPU__BAKEND`) is checked by the model itself.
+    """
+    sections = set(AgentSettings.model_fields)
+    problems = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key.split("__", 1)[0] not in sections:
+            problems.append(f"unknown key {key.replace('__', '.')!r} (environment {name})")
+    return problems
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML config file; `ConfigError` when missing, unreadable or malformed."""
     try:
@@ -301,8 +317,13 @@ def load_settings(path: Path | str | None = None) -> AgentSettings:
         ConfigError: the file is missing or malformed, or a key is unknown or invalid.
     """
     data = read_toml(Path(path)) if path is not None else {}
+    where = f" in {str(path)!r} or {ENV_PREFIX}* environment" if path else ""
+    unknown = _unknown_env_keys(os.environ)
     try:
-        return AgentSettings(**data)
+        settings = AgentSettings(**data)
     except ValidationError as exc:
-        where = f" in {str(path)!r} or {ENV_PREFIX}* environment" if path else ""
-        raise ConfigError(f"invalid configuration{where}: {_describe(exc)}") from exc
+        problems = "; ".join([*unknown, _describe(exc)])
+        raise ConfigError(f"invalid configuration{where}: {problems}") from exc
+    if unknown:
+        raise ConfigError(f"invalid configuration{where}: {'; '.join(unknown)}")
+    return settings

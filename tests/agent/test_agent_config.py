@@ -145,6 +145,25 @@ def test_unknown_env_key_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings(None)
 
 
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("AITBC_AGENT_FOO", "foo"),
+        ("AITBC_AGENT_COORDINATOR_URL", "coordinator_url"),  # one underscore: no section
+        ("aitbc_agent_gpus__backend", "gpus.backend"),
+    ],
+)
+def test_env_key_outside_every_section_is_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, key: str
+) -> None:
+    monkeypatch.setenv(name, "1")
+    for path in (None, write(tmp_path, "")):
+        with pytest.raises(
+            ConfigError, match=re.escape(f"unknown key {key!r} (environment {name})")
+        ):
+            load_settings(path)
+
+
 def test_bad_env_value_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AITBC_AGENT_AGENT__HEARTBEAT_INTERVAL_S", "0.1")
     with pytest.raises(ConfigError, match=re.escape("bad value for 'agent.heartbeat_interval_s'")):
