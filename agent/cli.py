@@ -20,7 +20,7 @@ from typing import Any
 
 from agent import __version__
 from agent.config import DEFAULT_CONFIG_PATH, AgentSettings, load_settings
-from agent.errors import EX_SOFTWARE, AgentError
+from agent.errors import EX_SOFTWARE, AgentError, ConfigError
 from agent.log import LEVELS, configure_logging, get_logger
 
 log = get_logger("agent.cli")
@@ -56,6 +56,9 @@ def _late_command(module: str, function: str) -> Callable[..., Any] | None:
 def cmd_run(args: argparse.Namespace) -> int:
     """Start the daemon (agent/daemon.py)."""
     settings, path = _load(args)
+    # No key at all is a config error (exit 78: systemd does not restart it), not a daemon
+    # that starts only to collect 401s.
+    settings.coordinator.require_api_key()
     run = _late_command("agent.daemon", "run")
     if run is None:
         sys.stderr.write(
@@ -153,6 +156,15 @@ def _print_table(doc: dict[str, Any]) -> None:
 def cmd_config_check(args: argparse.Namespace) -> int:
     """Validate a config file; print a one-line summary."""
     settings, path = _load(args, must_exist=True)
+    key_problem: ConfigError | None = None
+    try:
+        settings.coordinator.require_api_key()
+    except ConfigError as exc:
+        key_problem = exc
+    if key_problem is not None:
+        # A warning, not a failure: the key may be a systemd credential (not visible from a
+        # shell) or a file only the agent's user can read. `run` refuses to start without it.
+        log.warning("api_key_not_found", problem=str(key_problem))
     summary = f"gpu backend {settings.gpu.backend}, coordinator {settings.coordinator.url}"
     sys.stdout.write(f"{path}: ok ({summary})\n")
     return 0

@@ -33,6 +33,11 @@ DEFAULT_CONFIG_PATH = Path("/etc/aitbc-agent/agent.toml")
 ENV_PREFIX = "AITBC_AGENT_"
 CREDENTIAL_NAME = "api-key"  # systemd LoadCredential= name
 DEFAULT_IGNORED_XIDS = (13, 31, 43, 45, 68, 109)
+NO_API_KEY = (
+    "no coordinator API key: set [coordinator] api_key_file (a file holding the key), "
+    "or api_key (or the environment variable AITBC_AGENT_COORDINATOR__API_KEY), "
+    f"or pass the systemd credential {CREDENTIAL_NAME!r} (LoadCredential={CREDENTIAL_NAME}:PATH)"
+)
 
 
 def _to_price(value: object) -> Decimal:
@@ -112,6 +117,13 @@ class CoordinatorSettings(_Section):
                 raise ConfigError(f"{where} {str(path)!r} is empty")
             return key
         return None
+
+    def require_api_key(self, environ: Mapping[str, str] | None = None) -> str:
+        """`resolve_api_key()`, but no key at all is a `ConfigError` naming the three ways."""
+        key = self.resolve_api_key(environ)
+        if key is None:
+            raise ConfigError(NO_API_KEY)
+        return key
 
 
 class AgentSection(_Section):

@@ -166,3 +166,50 @@ def test_gpu_layer_imports_with_only_the_standard_library_and_pynvml(tmp_path: P
     assert result.returncode == 0, result.stderr
     # Outside the nvidia-ml-py distribution the binding check notices (open() would refuse).
     assert result.stdout.strip() == "True"
+
+
+# -- run: refuses to start without its config file or an API key ----------------------------
+
+
+@pytest.fixture
+def fake_daemon(monkeypatch: pytest.MonkeyPatch) -> list[Path | None]:
+    """`agent.daemon.run` replaced: records the config path instead of serving forever."""
+    import agent.daemon
+
+    started: list[Path | None] = []
+
+    def run(settings: object, *, config_path: Path | None = None) -> int:
+        started.append(config_path)
+        return 0
+
+    monkeypatch.setattr(agent.daemon, "run", run)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    return started
+
+
+def test_run_without_any_api_key_exits_78_naming_the_three_ways(
+    sim_config: Path, fake_daemon: list[Path | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--config", str(sim_config)]) == 78
+    assert fake_daemon == []
+    err = capsys.readouterr().err
+    assert "api_key_file" in err
+    assert "AITBC_AGENT_COORDINATOR__API_KEY" in err
+    assert "credential 'api-key'" in err
+
+
+def test_run_with_a_key_from_the_environment_starts(
+    sim_config: Path, fake_daemon: list[Path | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AITBC_AGENT_COORDINATOR__API_KEY", "k")
+    assert main(["run", "--config", str(sim_config)]) == 0
+    assert fake_daemon == [sim_config]
+
+
+def test_config_check_without_a_key_warns_but_passes(
+    sim_config: Path, fake_daemon: list[Path | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", "check", "--config", str(sim_config)]) == 0
+    out, err = capsys.readouterr()
+    assert "ok" in out
+    assert "api_key_not_found" in err
