@@ -27,11 +27,24 @@ log = get_logger("agent.cli")
 
 
 def _config_path(args: argparse.Namespace, *, must_exist: bool) -> Path | None:
-    """The --config path; without one, the default path if it exists (else defaults + env)."""
+    """The config file to read: `--config`, else the default path.
+
+    A `--config` the operator named must exist, always: a typo must not turn into defaults. The
+    default file may be missing only where `must_exist` is False (`probe`, `status`): those are
+    what an operator runs on a fresh host before writing any config, to see the GPUs or what a
+    previous install left, and defaults are right for them; a note on stderr says so. `run` and
+    `config check` need the file: the daemon on defaults would talk to 127.0.0.1 with no key
+    and its own idea of the state directory, "running" while doing nothing useful.
+    """
     if args.config is not None:
         return Path(args.config)
     if must_exist or DEFAULT_CONFIG_PATH.exists():
         return DEFAULT_CONFIG_PATH
+    log.warning(
+        "config_file_missing",
+        path=str(DEFAULT_CONFIG_PATH),
+        using="defaults and AITBC_AGENT_* environment",
+    )
     return None
 
 
@@ -55,7 +68,7 @@ def _late_command(module: str, function: str) -> Callable[..., Any] | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Start the daemon (agent/daemon.py)."""
-    settings, path = _load(args)
+    settings, path = _load(args, must_exist=True)
     # No key at all is a config error (exit 78: systemd does not restart it), not a daemon
     # that starts only to collect 401s.
     settings.coordinator.require_api_key()

@@ -213,3 +213,37 @@ def test_config_check_without_a_key_warns_but_passes(
     out, err = capsys.readouterr()
     assert "ok" in out
     assert "api_key_not_found" in err
+
+
+def test_run_without_config_and_no_default_file_exits_78_naming_it(
+    tmp_path: Path,
+    fake_daemon: list[Path | None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    default = tmp_path / "etc" / "agent.toml"
+    monkeypatch.setattr("agent.cli.DEFAULT_CONFIG_PATH", default)
+    monkeypatch.setenv("AITBC_AGENT_COORDINATOR__API_KEY", "k")  # only the file is missing
+    assert main(["run"]) == 78
+    assert fake_daemon == []  # before: it ran on defaults
+    err = capsys.readouterr().err
+    assert str(default) in err
+    assert "does not exist" in err
+
+
+def test_probe_without_config_falls_back_to_defaults_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    default = tmp_path / "etc" / "agent.toml"
+    monkeypatch.setattr("agent.cli.DEFAULT_CONFIG_PATH", default)
+    monkeypatch.setenv("AITBC_AGENT_GPU__BACKEND", "simulated")
+    monkeypatch.setenv(
+        "AITBC_AGENT_GPU__SIMULATED", '[{"model": "NVIDIA L4", "memory_mib": 23034}]'
+    )
+    assert main(["probe", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [g["name"] for g in json.loads(out)["gpus"]] == ["NVIDIA L4"]
+    assert "config_file_missing" in err
+    assert str(default) in err
+    # A --config the operator named is never replaced by defaults.
+    assert main(["probe", "--config", str(default)]) == 78
