@@ -52,7 +52,13 @@ from agent.leases import GpuView, is_unhealthy
 from agent.log import get_logger
 from agent.registration import gpu_registration, miner_registration
 from agent.state import AgentState, StateStore, utc_now, write_atomic
-from agent.views import heartbeat_reports, metrics_rows, status_rows
+from agent.views import (
+    RentableUnit,
+    heartbeat_reports,
+    metrics_rows,
+    rentable_units,
+    status_rows,
+)
 from agent.wire import AgentIdentity, HeartbeatRequest
 
 log = get_logger("agent.daemon")
@@ -101,6 +107,7 @@ class Daemon:
         self.state = AgentState()
         self.backend: GpuBackend | None = None
         self.gpus: list[GpuInfo] = []
+        self.units: list[RentableUnit] = []  # what is registered, heartbeated and leased
         self.samples: dict[str, GpuSample] = {}
         self.client: CoordinatorClient | None = None
         self.worker: LeaseWorker | None = None
@@ -127,18 +134,17 @@ class Daemon:
     # -- views ------------------------------------------------------------------------------
 
     def gpu_views(self) -> dict[str, GpuView]:
-        """What lease reconciliation knows about each local GPU."""
+        """What lease reconciliation knows about each local rentable unit (GPU or MIG)."""
         with self.lock:
             views = {}
-            for info in self.gpus:
-                if info.uuid is None:
-                    continue
-                sample = self.samples.get(info.uuid)
+            for unit in self.units:
+                # A MIG instance: its own uuid, its parent's NVML index and health.
+                sample = self.samples.get(unit.gpu_uuid)
                 health = sample.health if sample is not None else None
-                views[info.uuid] = GpuView(
-                    uuid=info.uuid,
-                    index=info.index,
-                    gpu_id=self.state.gpu_ids.get(info.uuid),
+                views[unit.uuid] = GpuView(
+                    uuid=unit.uuid,
+                    index=unit.index,
+                    gpu_id=self.state.gpu_ids.get(unit.uuid),
                     healthy=health is None or not is_unhealthy(health.status.value),
                     health_reason=None if health is None else health.reason,
                 )
@@ -171,6 +177,7 @@ class Daemon:
             version=__version__,
             backend=self.backend.kind,
             gpus=len(self.gpus),
+            units=len(self.units),
             state_dir=str(self.store.state_dir),
             coordinator=self.settings.coordinator.url,
         )
@@ -371,7 +378,9 @@ class Daemon:
     def _sample(self) -> None:
         assert self.backend is not None
         samples = self.backend.sample()
+        units = rentable_units(self.gpus, self.settings.gpu.exclude)
         with self.lock:
+            self.units = units
             self.samples = {s.uuid: s for s in samples if s.uuid is not None}
 
     def _heartbeat_guarded(self) -> None:
@@ -455,14 +464,12 @@ class Daemon:
             client = self.client
             system = self.backend.system_info() if self.backend is not None else None
             answer = client.register_miner(
-                miner_registration(self.gpus, system, self.settings.agent.region)
+                miner_registration(self.units, system, self.settings.agent.region)
             )
             gpu_ids: dict[str, str] = {}
-            for info in self.gpus:
-                if info.uuid is None:
-                    continue
-                spec = gpu_registration(info, system, self.settings)
-                gpu_ids[info.uuid] = client.register_gpu(spec).gpu_id
+            for unit in self.units:
+                spec = gpu_registration(unit, system, self.settings)
+                gpu_ids[unit.uuid] = client.register_gpu(spec).gpu_id
             with self.lock:
                 self.state.miner_id = answer.miner_id
                 self.state.coordinator_url = client.base_url
@@ -483,7 +490,7 @@ class Daemon:
         assert self.worker is not None
         self.seq += 1
         with self.lock:
-            reports = heartbeat_reports(self.gpus, self.samples, self.state.gpu_ids)
+            reports = heartbeat_reports(self.units, self.samples, self.state.gpu_ids)
         leases = self.worker.report()
         request = HeartbeatRequest(
             inflight=sum(1 for lease in leases if lease.state in ("starting", "started")),
@@ -554,7 +561,7 @@ class Daemon:
         """`STATUS=...` when it changed since the last one sent (or `force`), else ""."""
         active = self.worker.counts()[0] if self.worker is not None else 0
         unhealthy = sum(1 for s in self.samples.values() if is_unhealthy(s.health.status.value))
-        text = f"{len(self.gpus)} GPUs, {active} leased"
+        text = f"{len(self.units)} GPUs, {active} leased"
         if unhealthy:
             text += f", {unhealthy} unhealthy"
         text += f", coordinator {self.coordinator_state}"
@@ -568,7 +575,7 @@ class Daemon:
     def _write_status(self) -> None:
         """Write status.json for `aitbc-agent status` (not durable: it is only a view)."""
         with self.lock:
-            gpus = status_rows(self.gpus, self.samples, self.state.gpu_ids)
+            gpus = status_rows(self.units, self.samples, self.state.gpu_ids)
         doc = {
             "pid": os.getpid(),
             "version": __version__,
