@@ -378,8 +378,12 @@ class Daemon:
     def _sample(self) -> None:
         assert self.backend is not None
         samples = self.backend.sample()
-        units = rentable_units(self.gpus, self.settings.gpu.exclude)
+        # Fingerprints afresh, not the snapshot taken at start: a GPU lost at open() gets its
+        # uuid (and its MIG instances) once the backend re-acquires it, and is offered then.
+        gpus = list(self.backend.gpus())
+        units = rentable_units(gpus, self.settings.gpu.exclude)
         with self.lock:
+            self.gpus = gpus
             self.units = units
             self.samples = {s.uuid: s for s in samples if s.uuid is not None}
 
@@ -484,9 +488,32 @@ class Daemon:
             self.counters["registrations_total"] += 1
             log.info("miner_registered", miner_id=answer.miner_id, gpus=len(gpu_ids))
 
+    def _register_new_units(self) -> None:
+        """Register the units that appeared since the miner registered (a GPU lost at start
+        and re-acquired since): idempotent by uuid, their ids kept in the state file."""
+        with self.lock:
+            new = [u for u in self.units if u.uuid not in self.state.gpu_ids]
+        if not new:
+            return
+        with self._reg_lock:
+            if self._leaving or self.client is None or not self.registered_event.is_set():
+                return
+            system = self.backend.system_info() if self.backend is not None else None
+            for unit in new:
+                gpu_id = self.client.register_gpu(
+                    gpu_registration(unit, system, self.settings)
+                ).gpu_id
+                with self.lock:
+                    self.state.gpu_ids[unit.uuid] = gpu_id
+                    assert self.worker is not None
+                    if not self.worker.save_state():
+                        log.warning("registration_not_saved")
+                log.info("gpu_registered", uuid=unit.uuid, gpu_id=gpu_id, index=unit.index)
+
     def _heartbeat(self) -> None:
         if not self.registered_event.is_set() or self.client is None:
             return
+        self._register_new_units()
         assert self.worker is not None
         self.seq += 1
         with self.lock:

@@ -162,3 +162,41 @@ def test_an_excluded_mig_uuid_is_not_offered(
     d = make_daemon(FakeNvml([mig_gpu("GPU-parent")]), exclude=["MIG-aaaa"])
     d._heartbeat_tick()
     assert sorted(coordinator.gpus) == ["MIG-bbbb"]
+
+
+def test_a_gpu_lost_at_start_is_registered_once_it_is_back(
+    make_daemon: Any, coordinator: FakeCoordinator
+) -> None:
+    fake = FakeNvml([FakeGpu(uuid="GPU-a"), FakeGpu(uuid="GPU-b", lost=True)])
+    d = make_daemon(fake)
+    d._heartbeat_tick()
+    assert sorted(coordinator.gpus) == ["GPU-a"]  # GPU-b's uuid is not known yet
+    registrations = len(coordinator.ids)
+
+    fake.gpus[1].lost = False  # the backend re-acquires it by index on the next sample
+    d._heartbeat_tick()
+    assert sorted(coordinator.gpus) == ["GPU-a", "GPU-b"]
+    assert [uuid for uuid, _ in coordinator.reported()] == ["GPU-a", "GPU-b"]
+    gpu_b = coordinator.ids["GPU-b"]
+    assert d.state.gpu_ids["GPU-b"] == gpu_b
+    assert StateStore(d.store.state_dir).load().gpu_ids["GPU-b"] == gpu_b
+    assert d.gpu_views()["GPU-b"].gpu_id == gpu_b
+
+    d._heartbeat_tick()  # registered once: later ticks only heartbeat it
+    assert len(coordinator.ids) == registrations + 1
+    assert len(coordinator.heartbeats) == 3
+
+
+def test_a_gpu_lost_at_start_with_mig_instances_offers_them_once_back(
+    make_daemon: Any, coordinator: FakeCoordinator
+) -> None:
+    parent = mig_gpu("GPU-parent")
+    parent.lost = True
+    fake = FakeNvml([parent])
+    d = make_daemon(fake)
+    d._heartbeat_tick()
+    assert coordinator.gpus == {}
+    parent.lost = False
+    d._heartbeat_tick()
+    assert sorted(coordinator.gpus) == ["MIG-aaaa", "MIG-bbbb"]
+    assert d.gpu_views()["MIG-aaaa"].index == 0
