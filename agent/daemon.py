@@ -292,9 +292,11 @@ class Daemon:
         self.stop_event.set()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        # One budget for the whole stop: deregistering may use what NVML and the threads leave.
+        deadline = started + STOP_DEADLINE_S
         if self.client is not None:
             self.client.abort_long_poll()
-            self._deregister(deadline_s=STOP_DEADLINE_S - 1.0)
+            self._deregister(deadline=deadline - 1.0)
         if self.worker is not None:
             self.worker.poke()
         for thread in self._threads:
@@ -302,14 +304,15 @@ class Daemon:
         if self._stop_metrics is not None:
             self._stop_metrics()
         if self.backend is not None:
-            self.backend.close()
+            self.backend.close(timeout_s=max(0.1, deadline - time.monotonic()))
         if self.client is not None:
             self.client.close()
         log.info("agent_stopped", took_s=round(time.monotonic() - started, 3))
 
-    def _deregister(self, *, deadline_s: float) -> None:
+    def _deregister(self, *, deadline: float) -> None:
+        """One try to leave, finished by `deadline` (time.monotonic())."""
         # Hold the registration lock so a heartbeat job cannot re-register after we leave.
-        if not self._reg_lock.acquire(timeout=min(1.0, deadline_s)):
+        if not self._reg_lock.acquire(timeout=max(0.0, min(1.0, deadline - time.monotonic()))):
             log.warning("deregister_skipped", reason="registration in progress")
             return
         try:
@@ -317,7 +320,10 @@ class Daemon:
             miner_id = self.state.miner_id or self.settings.coordinator.miner_id
             if not self.registered_event.is_set() or miner_id is None or self.client is None:
                 return
-            timeout_s = min(self.settings.coordinator.timeout_s, deadline_s)
+            timeout_s = min(self.settings.coordinator.timeout_s, deadline - time.monotonic())
+            if timeout_s <= 0:
+                log.warning("deregister_skipped", reason="no time left to stop within 5 s")
+                return
             error: AgentError | None = None
             try:
                 self.client.deregister(miner_id, timeout_s=timeout_s)

@@ -181,6 +181,6 @@ class GpuBackend(Protocol):
         """Read every offered GPU once; one sample per GPU of `gpus()`, same order."""
         ...
 
-    def close(self) -> None:
-        """Release handles and threads; safe to call twice."""
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Release handles and threads within about `timeout_s`; safe to call twice."""
         ...

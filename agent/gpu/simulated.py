@@ -157,7 +157,7 @@ class SimulatedBackend:
             now = self._clock()
             return [self._sample_one(u, n, now) for u in self._units]
 
-    def close(self) -> None:
+    def close(self, timeout_s: float = 2.0) -> None:
         self._opened = False
 
     def _active_faults(self, u: _Unit, n: int) -> list[SimulatedFault]:
