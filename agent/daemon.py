@@ -537,6 +537,8 @@ class Daemon:
             gpus=reports,
             leases=leases,
         )
+        # The version held when asking: an answer below it means the coordinator was reset.
+        since = self.worker.lease_version
         answer = self.client.heartbeat(request)
         self.last_heartbeat_at = utc_now()
         if self.coordinator_state != "ok":
@@ -558,7 +560,7 @@ class Daemon:
             )
             self.registered_event.clear()
         if answer.leases is not None:
-            self.worker.offer(answer.lease_version, answer.leases)
+            self.worker.offer(answer.lease_version, answer.leases, since=since)
 
     # -- metrics ----------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ class FakeCoordinator:
         self.gpus: dict[str, dict[str, Any]] = {}  # uuid → registered body
         self.ids: dict[str, str] = {}
         self.heartbeats: list[dict[str, Any]] = []
+        self.lease_version = 1
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content or b"{}")
@@ -43,7 +44,7 @@ class FakeCoordinator:
             return httpx.Response(201 if created else 200, json={"gpu_id": gpu_id})
         if path == "/v1/miners/heartbeat":
             self.heartbeats.append(body)
-            return httpx.Response(200, json={"lease_version": 1, "leases": []})
+            return httpx.Response(200, json={"lease_version": self.lease_version, "leases": []})
         return httpx.Response(404, json={"detail": "not found"})
 
     def reported(self) -> list[tuple[str, str]]:
@@ -200,3 +201,17 @@ def test_a_gpu_lost_at_start_with_mig_instances_offers_them_once_back(
     d._heartbeat_tick()
     assert sorted(coordinator.gpus) == ["MIG-aaaa", "MIG-bbbb"]
     assert d.gpu_views()["MIG-aaaa"].index == 0
+
+
+def test_a_heartbeat_that_reports_a_lower_lease_version_resets_the_workers_version(
+    make_daemon: Any, coordinator: FakeCoordinator
+) -> None:
+    """The coordinator's database was restored: its lease version went back. The heartbeat's
+    answer is then the truth, not a stale answer to drop."""
+    d = make_daemon(FakeNvml([FakeGpu(uuid="GPU-a")]))
+    coordinator.lease_version = 5
+    d._heartbeat_tick()
+    assert d.worker.lease_version == 5
+    coordinator.lease_version = 1
+    d._heartbeat_tick()
+    assert d.worker.lease_version == 1
