@@ -4,11 +4,16 @@ Threads and who owns what:
 
 - the main thread handles signals (SIGTERM/SIGINT stop, SIGHUP reload), pings the systemd
   watchdog only while the heartbeat loop and the lease worker make progress, and drains;
-- the APScheduler thread runs the heartbeat job (sample the GPUs, register when needed,
-  heartbeat at min(config, coordinator) interval ±10 %), inline in its own daemon thread so an
-  in-flight heartbeat never holds up exit;
-- the long-poll thread keeps `GET /v1/miners/leases` open and hands new lease sets to
+- the APScheduler thread runs the heartbeat job (`agent.heartbeat`: sample the GPUs, register
+  when needed, heartbeat at min(config, coordinator) interval ±10 %), inline in its own daemon
+  thread so an in-flight heartbeat never holds up exit;
+- the long-poll thread (`agent.lease_poll`) keeps `GET /v1/miners/leases` open and hands new
+  lease sets to
 - the lease worker (`agent.lease_worker`), which alone runs hooks and changes leases.
+
+This module is the wiring: it builds those, holds the state they share (under `lock`), and owns
+the schedule, reload and drain. How the coordinator is doing is `agent.coordinator_health`;
+STATUS=, status.json and the metrics snapshot are `agent.status`.
 
 The coordinator being down is normal weather: every call backs off with jitter and the agent
 keeps its leases (ending them at `end_time`). SIGTERM deregisters (one try) and leaves leases
@@ -18,9 +23,7 @@ to the coordinator: a restart must not kill a tenant's work.
 from __future__ import annotations
 
 import collections
-import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -29,66 +32,30 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from apscheduler.executors.debug import DebugExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from agent import __version__, sdnotify
-from agent.backoff import Backoff, RetrySchedule, is_refusal
 from agent.config import AgentSettings, load_settings
 from agent.coordinator import CoordinatorClient
-from agent.errors import (
-    AgentError,
-    ConfigError,
-    CoordinatorRejectedError,
-    CoordinatorUnavailableError,
-)
+from agent.coordinator_health import CoordinatorHealth
+from agent.errors import ConfigError
 from agent.gpu import GpuBackend, GpuInfo, GpuSample, open_backend
+from agent.heartbeat import Heartbeat
 from agent.lease_poll import LeasePoller
 from agent.lease_worker import LeaseWorker
-from agent.leases import GpuView, is_unhealthy
+from agent.leases import GpuView
 from agent.log import get_logger
-from agent.registration import gpu_registration, miner_registration
-from agent.state import AgentState, StateStore, utc_now, write_atomic
-from agent.views import (
-    RentableUnit,
-    heartbeat_reports,
-    metrics_rows,
-    rentable_units,
-    status_rows,
-)
-from agent.wire import AgentIdentity, HeartbeatRequest
+from agent.state import AgentState, StateStore
+from agent.status import StatusReporter
+from agent.views import RentableUnit, gpu_views
 
 log = get_logger("agent.daemon")
 
-STATUS_FILE = "status.json"
 STOP_DEADLINE_S = 4.0  # SIGTERM → exit 0 within 5 s, with a second to spare
 JOB_ID = "heartbeat"
-
-
-def _backoff_cap_s(heartbeat_interval_s: float) -> float:
-    """Longest wait between tries while the coordinator is down: two heartbeats, 2..15 s."""
-    return min(15.0, max(2.0, 2 * heartbeat_interval_s))
-
-
-def _trouble_state(exc: CoordinatorUnavailableError | CoordinatorRejectedError) -> str:
-    """`coordinator_state` after a failure; STATUS= shows it as "coordinator <this>"."""
-    if not isinstance(exc, CoordinatorRejectedError):
-        return "unreachable"
-    if exc.status_code in (401, 403):
-        return f"rejects our key ({exc.status_code})"
-    if exc.status_code == 429:
-        return "throttling us (429)"
-    return f"rejects our requests ({exc.status_code})"
-
-
-def _boot_id() -> str | None:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
-    except OSError:
-        return None
 
 
 class Daemon:
@@ -102,8 +69,6 @@ class Daemon:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.registered_event = threading.Event()
-        self._reg_lock = threading.Lock()
-        self._leaving = False
         self.state = AgentState()
         self.backend: GpuBackend | None = None
         self.gpus: list[GpuInfo] = []
@@ -113,42 +78,37 @@ class Daemon:
         self.worker: LeaseWorker | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.instance_id = uuid.uuid4().hex
-        self.boot_id = _boot_id()
-        self.seq = 0
         self.coordinator_interval_s: float | None = None
         self.interval_s = settings.agent.heartbeat_interval_s
-        self.coordinator_state = "not contacted yet"
-        self.last_heartbeat_at: datetime | None = None
-        self._hb_backoff = Backoff(0.5, _backoff_cap_s(self.interval_s))
-        self._hb_next_try = 0.0
-        self._poll_backoff = Backoff(0.5, _backoff_cap_s(self.interval_s))
-        self._hb_retry = RetrySchedule(self._hb_backoff)  # + minutes after a refusal (401, ...)
+        self.health = CoordinatorHealth(self.interval_s)
+        self.heartbeat = Heartbeat(self)
+        self.status = StatusReporter(self)
         self._poller: LeasePoller | None = None
-        self._logged: set[str] = set()
         self.heartbeat_tick_at = time.monotonic()
         self._threads: list[threading.Thread] = []
-        self._last_status = ""
         self.counters: collections.Counter[str] = collections.Counter()  # for agent.metrics
         self._stop_metrics: Callable[[], None] | None = None
+
+    @property
+    def coordinator_state(self) -> str:
+        """How the coordinator is doing: "ok", "unreachable", "rejects our key (401)", ..."""
+        return self.health.state
+
+    @property
+    def _hb_next_try(self) -> float:
+        """No heartbeat before this (time.monotonic()): a failure's backoff."""
+        return self.health.next_try_at
+
+    @_hb_next_try.setter
+    def _hb_next_try(self, value: float) -> None:
+        self.health.next_try_at = value
 
     # -- views ------------------------------------------------------------------------------
 
     def gpu_views(self) -> dict[str, GpuView]:
         """What lease reconciliation knows about each local rentable unit (GPU or MIG)."""
         with self.lock:
-            views = {}
-            for unit in self.units:
-                # A MIG instance: its own uuid, its parent's NVML index and health.
-                sample = self.samples.get(unit.gpu_uuid)
-                health = sample.health if sample is not None else None
-                views[unit.uuid] = GpuView(
-                    uuid=unit.uuid,
-                    index=unit.index,
-                    gpu_id=self.state.gpu_ids.get(unit.uuid),
-                    healthy=health is None or not is_unhealthy(health.status.value),
-                    health_reason=None if health is None else health.reason,
-                )
-            return views
+            return gpu_views(self.units, self.samples, self.state.gpu_ids)
 
     def _client(self) -> CoordinatorClient | None:
         return self.client if self.registered_event.is_set() else None
@@ -171,7 +131,7 @@ class Daemon:
         self.client = self._new_client(self.settings)  # ConfigError (exit 78) before any work
         self.backend = open_backend(self.settings.gpu, self.settings.health)
         self.gpus = list(self.backend.gpus())
-        self._sample()
+        self.heartbeat.sample()
         log.info(
             "agent_started",
             version=__version__,
@@ -196,7 +156,7 @@ class Daemon:
             self._heartbeat_tick()  # the first registration attempt, before READY=1
             self._start_threads()
             sdnotify.notify("READY=1\n" + self._status_line(force=True))
-            log.info("agent_ready", status=self._last_status)
+            log.info("agent_ready", status=self.status.last_line)
             self._main_loop()
         finally:
             self._drain()
@@ -223,7 +183,7 @@ class Daemon:
             client=lambda: self.client,
             registered=self.registered_event,
             stop=self.stop_event,
-            backoff=self._poll_backoff,
+            backoff=self.health.poll_backoff,
         )
         self._poller = poll
         poller = threading.Thread(target=poll.run, name="lease-poll", daemon=True)
@@ -255,10 +215,15 @@ class Daemon:
         if abs(interval - self.interval_s) < 1e-9:
             return
         self.interval_s = interval
-        self._hb_backoff.cap_s = self._poll_backoff.cap_s = _backoff_cap_s(interval)
+        self.health.set_interval(interval)
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.reschedule_job(JOB_ID, trigger=self._trigger())
         log.info("heartbeat_interval_changed", heartbeat_interval_s=interval)
+
+    def set_coordinator_interval(self, interval_s: float | None) -> None:
+        """The coordinator's wish (None: none); the heartbeat runs at min(config, this)."""
+        self.coordinator_interval_s = interval_s
+        self._set_interval()
 
     def _main_loop(self) -> None:
         watchdog_s = sdnotify.watchdog_interval_s()
@@ -296,7 +261,7 @@ class Daemon:
         deadline = started + STOP_DEADLINE_S
         if self.client is not None:
             self.client.abort_long_poll()
-            self._deregister(deadline=deadline - 1.0)
+            self.heartbeat.deregister(deadline=deadline - 1.0)
         if self.worker is not None:
             self.worker.poke()
         for thread in self._threads:
@@ -308,33 +273,6 @@ class Daemon:
         if self.client is not None:
             self.client.close()
         log.info("agent_stopped", took_s=round(time.monotonic() - started, 3))
-
-    def _deregister(self, *, deadline: float) -> None:
-        """One try to leave, finished by `deadline` (time.monotonic())."""
-        # Hold the registration lock so a heartbeat job cannot re-register after we leave.
-        if not self._reg_lock.acquire(timeout=max(0.0, min(1.0, deadline - time.monotonic()))):
-            log.warning("deregister_skipped", reason="registration in progress")
-            return
-        try:
-            self._leaving = True
-            miner_id = self.state.miner_id or self.settings.coordinator.miner_id
-            if not self.registered_event.is_set() or miner_id is None or self.client is None:
-                return
-            timeout_s = min(self.settings.coordinator.timeout_s, deadline - time.monotonic())
-            if timeout_s <= 0:
-                log.warning("deregister_skipped", reason="no time left to stop within 5 s")
-                return
-            error: AgentError | None = None
-            try:
-                self.client.deregister(miner_id, timeout_s=timeout_s)
-            except (CoordinatorUnavailableError, CoordinatorRejectedError) as exc:
-                error = exc
-            if error is None:
-                log.info("miner_deregistered", miner_id=miner_id)
-            else:
-                log.warning("deregister_failed", miner_id=miner_id, error=str(error))
-        finally:
-            self._reg_lock.release()
 
     # -- reload -----------------------------------------------------------------------------
 
@@ -368,7 +306,7 @@ class Daemon:
             if client is not None:
                 self.client = client
                 self.registered_event.clear()  # register with the new coordinator or key
-                self._hb_next_try = 0.0
+                self.health.next_try_at = 0.0
         if client is not None and old_client is not None:
             old_client.abort_long_poll()
             old_client.close()
@@ -379,19 +317,21 @@ class Daemon:
         log.info("config_reloaded")
         sdnotify.notify("READY=1\n" + self._status_line(force=True))
 
-    # -- heartbeat --------------------------------------------------------------------------
+    def _retry_coordinator_now(self) -> None:
+        """After a reload: forget every backoff and try the coordinator now (a new key?)."""
+        self.health.reset()
+        if self._poller is not None:
+            self._poller.retry_now()
+        if self.worker is not None:
+            self.worker.coordinator_recovered()  # owed acks, refused ones included, go now
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
+
+    # -- heartbeat job ----------------------------------------------------------------------
 
     def _sample(self) -> None:
-        assert self.backend is not None
-        samples = self.backend.sample()
-        # Fingerprints afresh, not the snapshot taken at start: a GPU lost at open() gets its
-        # uuid (and its MIG instances) once the backend re-acquires it, and is offered then.
-        gpus = list(self.backend.gpus())
-        units = rentable_units(gpus, self.settings.gpu.exclude)
-        with self.lock:
-            self.gpus = gpus
-            self.units = units
-            self.samples = {s.uuid: s for s in samples if s.uuid is not None}
+        """Read the GPUs now (what each tick does first)."""
+        self.heartbeat.sample()
 
     def _heartbeat_guarded(self) -> None:
         try:
@@ -404,163 +344,12 @@ class Daemon:
     def _heartbeat_tick(self) -> None:
         if self.stop_event.is_set():
             return
-        self._sample()
-        if time.monotonic() < self._hb_next_try:
-            self._write_status()
-            return
-        failure: CoordinatorUnavailableError | CoordinatorRejectedError | None = None
-        try:
-            if not self.registered_event.is_set():
-                self._register()
-            self._heartbeat()
-        except (CoordinatorUnavailableError, CoordinatorRejectedError) as exc:
-            failure = exc
-        if isinstance(failure, CoordinatorRejectedError) and failure.status_code == 404:
-            # "miner not registered": deregistered, or the coordinator lost its database.
-            log.warning("heartbeat_rejected", status_code=404, detail=failure.detail)
-            self.registered_event.clear()
-            failure = None
-            try:
-                self._register()
-                self._heartbeat()
-            except (CoordinatorUnavailableError, CoordinatorRejectedError) as exc:
-                failure = exc
-        if failure is None:
-            self._hb_retry.success()
-            self._hb_next_try = 0.0
-            self.counters["heartbeats_sent_total"] += 1
-        else:
-            self.counters["heartbeat_failures_total"] += 1
-            self._coordinator_trouble(failure)
-        self._write_status()
+        self.heartbeat.tick()
+        self.status.write()
 
-    def _coordinator_trouble(
-        self, exc: CoordinatorUnavailableError | CoordinatorRejectedError
-    ) -> None:
-        # Down (transport, 5xx): seconds. Refused (401, 403, other 4xx but 404/409/429): a
-        # minute growing to ten, logged once per status, and STATUS= says why, since only the
-        # operator can fix it (a SIGHUP with a new key retries at once). 429: its Retry-After.
-        retry = self._hb_retry.failure(exc)
-        self._hb_next_try = time.monotonic() + retry.delay_s
-        self.coordinator_state = _trouble_state(exc)
-        if isinstance(exc, CoordinatorRejectedError):
-            if retry.first:
-                (log.error if is_refusal(exc) else log.warning)(
-                    "coordinator_rejected",
-                    error=str(exc),
-                    status_code=exc.status_code,
-                    retry_in_s=round(retry.delay_s, 2),
-                )
-            return
-        (log.warning if retry.first else log.debug)(
-            "coordinator_unreachable", error=str(exc), retry_in_s=round(retry.delay_s, 2)
-        )
-
-    def _retry_coordinator_now(self) -> None:
-        """After a reload: forget every backoff and try the coordinator now (a new key?)."""
-        self._hb_retry.success()
-        self._hb_next_try = 0.0
-        if self._poller is not None:
-            self._poller.retry_now()
-        if self.worker is not None:
-            self.worker.coordinator_recovered()  # owed acks, refused ones included, go now
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC))
-
-    def _register(self) -> None:
-        with self._reg_lock:
-            if self._leaving or self.client is None:
-                return
-            client = self.client
-            system = self.backend.system_info() if self.backend is not None else None
-            answer = client.register_miner(
-                miner_registration(self.units, system, self.settings.agent.region)
-            )
-            gpu_ids: dict[str, str] = {}
-            for unit in self.units:
-                spec = gpu_registration(unit, system, self.settings)
-                gpu_ids[unit.uuid] = client.register_gpu(spec).gpu_id
-            with self.lock:
-                self.state.miner_id = answer.miner_id
-                self.state.coordinator_url = client.base_url
-                self.state.gpu_ids = gpu_ids
-                assert self.worker is not None
-                if not self.worker.save_state():
-                    log.warning("registration_not_saved")
-            self.coordinator_interval_s = answer.heartbeat_interval_s
-            self._set_interval()
-            self.worker.reset_version()
-            self.registered_event.set()
-            self.counters["registrations_total"] += 1
-            log.info("miner_registered", miner_id=answer.miner_id, gpus=len(gpu_ids))
-
-    def _register_new_units(self) -> None:
-        """Register the units that appeared since the miner registered (a GPU lost at start
-        and re-acquired since): idempotent by uuid, their ids kept in the state file."""
-        with self.lock:
-            new = [u for u in self.units if u.uuid not in self.state.gpu_ids]
-        if not new:
-            return
-        with self._reg_lock:
-            if self._leaving or self.client is None or not self.registered_event.is_set():
-                return
-            system = self.backend.system_info() if self.backend is not None else None
-            for unit in new:
-                gpu_id = self.client.register_gpu(
-                    gpu_registration(unit, system, self.settings)
-                ).gpu_id
-                with self.lock:
-                    self.state.gpu_ids[unit.uuid] = gpu_id
-                    assert self.worker is not None
-                    if not self.worker.save_state():
-                        log.warning("registration_not_saved")
-                log.info("gpu_registered", uuid=unit.uuid, gpu_id=gpu_id, index=unit.index)
-
-    def _heartbeat(self) -> None:
-        if not self.registered_event.is_set() or self.client is None:
-            return
-        self._register_new_units()
-        assert self.worker is not None
-        self.seq += 1
-        with self.lock:
-            reports = heartbeat_reports(self.units, self.samples, self.state.gpu_ids)
-        leases = self.worker.report()
-        request = HeartbeatRequest(
-            inflight=sum(1 for lease in leases if lease.state in ("starting", "started")),
-            status="ONLINE",
-            agent=AgentIdentity(
-                instance_id=self.instance_id,
-                boot_id=self.boot_id,
-                seq=self.seq,
-                version=__version__,
-            ),
-            gpus=reports,
-            leases=leases,
-        )
-        # The version held when asking: an answer below it means the coordinator was reset.
-        since = self.worker.lease_version
-        answer = self.client.heartbeat(request)
-        self.last_heartbeat_at = utc_now()
-        if self.coordinator_state != "ok":
-            log.info("coordinator_reachable", previous=self.coordinator_state)
-            self.worker.coordinator_recovered()
-        self.coordinator_state = "ok"
-        log.debug("heartbeat_sent", seq=self.seq, gpus=len(reports))
-        if (
-            answer.heartbeat_interval_s
-            and answer.heartbeat_interval_s != self.coordinator_interval_s
-        ):
-            self.coordinator_interval_s = answer.heartbeat_interval_s
-            self._set_interval()
-        mine = set(self.state.gpu_ids.values())
-        if mine.intersection(answer.ignored_gpus):
-            # The coordinator does not know these ids (new database?): register them again.
-            log.warning(
-                "gpus_unknown_to_coordinator", gpu_ids=sorted(mine & set(answer.ignored_gpus))
-            )
-            self.registered_event.clear()
-        if answer.leases is not None:
-            self.worker.offer(answer.lease_version, answer.leases, since=since)
+    def _status_line(self, *, force: bool = False) -> str:
+        """`STATUS=...` when it changed since the last one sent (or `force`), else ""."""
+        return self.status.line(force=force)
 
     # -- metrics ----------------------------------------------------------------------------
 
@@ -570,73 +359,8 @@ class Daemon:
             return
         from agent.metrics import serve
 
-        self._stop_metrics = serve(*where, self._metrics_snapshot)
+        self._stop_metrics = serve(*where, self.status.metrics_snapshot)
         log.info("metrics_listening", listen=self.settings.metrics.listen)
-
-    def _metrics_snapshot(self) -> Any:
-        from agent.metrics import Snapshot
-
-        with self.lock:
-            gpus = metrics_rows(self.gpus, self.samples)
-        active, owed = self.worker.counts() if self.worker is not None else (0, 0)
-        counters = dict(self.counters)
-        if self.worker is not None:
-            counters.update(self.worker.counters)
-        return Snapshot(
-            gpus=gpus,
-            leases_active=active,
-            acks_owed=owed,
-            coordinator_up=self.coordinator_state == "ok",
-            counters=counters,
-        )
-
-    # -- status -----------------------------------------------------------------------------
-
-    def _status_line(self, *, force: bool = False) -> str:
-        """`STATUS=...` when it changed since the last one sent (or `force`), else ""."""
-        active = self.worker.counts()[0] if self.worker is not None else 0
-        unhealthy = sum(1 for s in self.samples.values() if is_unhealthy(s.health.status.value))
-        text = f"{len(self.units)} GPUs, {active} leased"
-        if unhealthy:
-            text += f", {unhealthy} unhealthy"
-        text += f", coordinator {self.coordinator_state}"
-        if self.worker is not None and self.worker.state_error:
-            text += ", state file not writable"
-        if text == self._last_status and not force:
-            return ""
-        self._last_status = text
-        return f"STATUS={text}"
-
-    def _write_status(self) -> None:
-        """Write status.json for `aitbc-agent status` (not durable: it is only a view)."""
-        with self.lock:
-            gpus = status_rows(self.units, self.samples, self.state.gpu_ids)
-        doc = {
-            "pid": os.getpid(),
-            "version": __version__,
-            "instance_id": self.instance_id,
-            "written_at": utc_now().isoformat(),
-            "coordinator_url": self.settings.coordinator.url,
-            "coordinator_state": self.coordinator_state,
-            "registered": self.registered_event.is_set(),
-            "last_heartbeat_at": None
-            if self.last_heartbeat_at is None
-            else self.last_heartbeat_at.isoformat(),
-            "heartbeat_interval_s": self.interval_s,
-            "gpus": gpus,
-        }
-        error: AgentError | None = None
-        try:
-            write_atomic(
-                self.store.state_dir / STATUS_FILE,
-                json.dumps(doc, indent=1).encode(),
-                durable=False,
-            )
-        except AgentError as exc:
-            error = exc
-        if error is not None and "status" not in self._logged:
-            self._logged.add("status")
-            log.warning("status_write_failed", error=str(error))
 
 
 def run(settings: AgentSettings, *, config_path: Path | None = None) -> int:

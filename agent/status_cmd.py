@@ -42,7 +42,7 @@ def _read_status(path: Path) -> dict[str, Any]:
 
 def status_document(settings: AgentSettings) -> dict[str, Any]:
     """The status as one JSON-ready document."""
-    from agent.daemon import STATUS_FILE
+    from agent.status import STATUS_FILE
 
     store = StateStore(settings.agent.state_dir)
     state = store.load()

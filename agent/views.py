@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.gpu import GpuInfo, GpuSample
+from agent.leases import GpuView, is_unhealthy
 from agent.metrics import GpuMetrics
 from agent.wire import GpuReport
 
@@ -117,6 +118,27 @@ def heartbeat_reports(
             )
         )
     return reports
+
+
+def gpu_views(
+    units: Sequence[RentableUnit],
+    samples: Mapping[str, GpuSample],
+    gpu_ids: Mapping[str, str],
+) -> dict[str, GpuView]:
+    """What lease reconciliation knows about each unit, by unit uuid; a MIG instance has its
+    own uuid and its parent's NVML index and health."""
+    views = {}
+    for unit in units:
+        sample = samples.get(unit.gpu_uuid)
+        health = sample.health if sample is not None else None
+        views[unit.uuid] = GpuView(
+            uuid=unit.uuid,
+            index=unit.index,
+            gpu_id=gpu_ids.get(unit.uuid),
+            healthy=health is None or not is_unhealthy(health.status.value),
+            health_reason=None if health is None else health.reason,
+        )
+    return views
 
 
 def status_rows(
