@@ -5,9 +5,14 @@ Desired lease sets arrive from the long poll and from heartbeat answers (`offer`
 `agent.leases.plan`, records each transition in the state file *before* the hook that follows
 it (at most once per lease), ends leases locally at `end_time` (never earlier, coordinator or
 not) and retries owed acks with backoff until the coordinator accepts them or calls them stale
-(a refused ack waits on its own schedule, so it never holds back the other leases' acks).
+(`agent.lease_acks`: a refused ack waits on its own schedule, so it never holds back the other
+leases' acks).
 
-Hooks run one at a time on this thread; heartbeats never wait for them.
+Hooks never run on this thread: each lease's hooks run on a thread of their own
+(`agent.lease_hooks`), so a slow `on_start` of one lease never delays another lease's start, its
+end at `end_time` or an ack. This thread still records every `starting` / `stopping` before the
+hook; the hook thread records `started` / `stopped` after it and wakes this thread to ack.
+Heartbeats never wait for hooks either.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.backoff import RETRY_AFTER_CAP_S, Backoff
 from agent.config import LeasesSettings
 from agent.coordinator import CoordinatorClient
-from agent.errors import CoordinatorRejectedError, CoordinatorUnavailableError, StateError
+from agent.errors import StateError
 from agent.hooks import HookResult, lease_env, run_hook
+from agent.lease_acks import AckSender
+from agent.lease_hooks import LeaseHookThreads
 from agent.leases import GpuView, Reack, Reject, Start, Stop, Update, next_expiry, plan
 from agent.log import get_logger
 from agent.state import AgentState, HeldLease, StateStore, utc_now
@@ -32,18 +38,6 @@ from agent.wire import DesiredLease, LeaseReport
 log = get_logger("agent.leases")
 
 IDLE_TICK_S = 1.0
-_DROP_ACK_STATUSES = frozenset({404, 409, 410, 422})
-ACK_REFUSED_INITIAL_S = 30.0  # one ack refused (4xx): its own, slow retry schedule
-ACK_REFUSED_CAP_S = 600.0
-
-
-@dataclass(slots=True)
-class _AckRetry:
-    """When to try a refused ack again; for one (generation, state) of one lease."""
-
-    ack: tuple[int, str]
-    backoff: Backoff
-    next_try: float = 0.0
 
 
 @dataclass(slots=True)
@@ -76,13 +70,11 @@ class LeaseWorker:
         self._wake = threading.Event()
         self._offer: _Offer | None = None
         self._version: int | None = None
-        self._ack_backoff = Backoff(0.5, 15.0)
-        self._next_ack_try = 0.0
-        self._ack_retry: dict[str, _AckRetry] = {}  # booking id → a refused ack's own schedule
-        self._retry_refused_acks = False
-        self._logged_rejections: set[tuple[str, int]] = set()
+        self._acks = AckSender(state=state, lock=lock, save=self._save, client=client)
+        self._hooks = LeaseHookThreads(lock, on_done=self._wake.set)
+        self._closing = threading.Event()  # the stop event once `run` started: no new hooks
         self.tick_at = time.monotonic()
-        self.busy_until: float | None = None  # a hook's deadline while one runs
+        self.busy_until: float | None = None  # a deadline while `step(wait=True)` waits on hooks
         self.state_error: str | None = None
         self.counters: collections.Counter[str] = collections.Counter()  # for agent.metrics
 
@@ -143,10 +135,13 @@ class LeaseWorker:
         Refused acks are retried at once too: a refusal often had the same cause as the
         trouble just ended (a revoked or wrong key, fixed by a reload).
         """
-        self._ack_backoff.success()
-        self._next_ack_try = 0.0
-        self._retry_refused_acks = True  # read by the worker thread, which owns `_ack_retry`
+        self._acks.recovered()
         self._wake.set()
+
+    @property
+    def _next_ack_try(self) -> float:
+        """When owed acks are tried again (time.monotonic()); see `AckSender.next_try`."""
+        return self._acks.next_try
 
     def report(self) -> list[LeaseReport]:
         """The leases to report in a heartbeat: active ones and those with an ack owed."""
@@ -194,7 +189,12 @@ class LeaseWorker:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Work until `stop` is set; never raises (one bad step must not end lease handling)."""
+        """Work until `stop` is set; never raises (one bad step must not end lease handling).
+
+        Hooks still running when `stop` is set are not waited for (see `agent.lease_hooks`),
+        and no new hook starts once it is set.
+        """
+        self._closing = stop
         while not stop.is_set():
             self._wake.wait(self._sleep_s())
             self._wake.clear()
@@ -202,28 +202,54 @@ class LeaseWorker:
                 break
             self.tick_at = time.monotonic()
             try:
-                self.step()
+                self.step(wait=False)
             except Exception:  # the worker's tick guard: log and keep leases going
                 log.exception("lease_step_failed")
                 stop.wait(IDLE_TICK_S)
 
     def _sleep_s(self) -> float:
         with self._lock:
-            expiry = next_expiry(self._state.leases)
+            # A lease whose hook runs is stopped when that hook ends (its thread wakes us), so
+            # its end_time must not make this loop spin meanwhile.
+            expiry = next_expiry(
+                {b: lease for b, lease in self._state.leases.items() if not self._hooks.busy(b)}
+            )
         if expiry is None:
             return IDLE_TICK_S
         until = (expiry - self._clock()).total_seconds()
         # Wake right at end_time (plus a hair, so "never earlier" holds on a coarse timer).
         return max(0.001, min(IDLE_TICK_S, until + 0.002))
 
-    def step(self) -> None:
-        """Apply the latest offer (if any), expire what is due and send owed acks."""
+    def step(self, *, wait: bool = True) -> None:
+        """Apply the latest offer (if any), expire what is due and send owed acks.
+
+        Hooks run on their own threads. `wait=True` (a one-shot caller, a test) waits for them,
+        and for the stops they held back, before sending acks; the run loop passes False and is
+        woken by each hook thread as it ends.
+        """
+        self._dispatch()
+        while wait:
+            self.busy_until = time.monotonic() + self._settings().hook_timeout_s + 5
+            try:
+                if not self._hooks.wait():
+                    break
+            finally:
+                self.busy_until = None
+            self._dispatch()  # the stops that waited for a hook
+        self._acks.send()
+
+    def _dispatch(self) -> None:
+        gpus = self._gpus()
         with self._lock:
             offer, self._offer = self._offer, None
-            held = dict(self._state.leases)
+            # Copies: hook threads change leases while `plan` reads them.
+            held = {b: lease.model_copy() for b, lease in self._state.leases.items()}
+            ready = self._hooks.take_ready()
         now = self._clock()
-        actions = plan(held, None if offer is None else offer.leases, self._gpus(), now)
+        actions = [*ready, *plan(held, None if offer is None else offer.leases, gpus, now)]
         for action in actions:
+            if isinstance(action, Start | Stop) and self._closing.is_set():
+                continue  # stopping: start no hook now (a restart plans it again)
             if isinstance(action, Start):
                 self._start(action)
             elif isinstance(action, Stop):
@@ -234,7 +260,7 @@ class LeaseWorker:
                 self._update(action)
             else:
                 self._reack(action)
-        self._send_acks()
+        self._acks.send()
 
     # -- transitions ------------------------------------------------------------------------
 
@@ -273,7 +299,11 @@ class LeaseWorker:
                 del self._state.leases[d.booking_id]
                 log.error("lease_start_deferred", booking_id=d.booking_id)
                 return
-        log.info("lease_starting", booking_id=d.booking_id, gpu_uuid=gpu.uuid)
+            log.info("lease_starting", booking_id=d.booking_id, gpu_uuid=gpu.uuid)
+            self._hooks.spawn(d.booking_id, lambda: self._finish_start(lease, d.start_time))
+
+    def _finish_start(self, lease: HeldLease, start_time: datetime | None) -> None:
+        """On the lease's hook thread: run on_start, record `started` (or `rejected`)."""
         result = self._hook(self._settings().on_start, lease)
         with self._lock:
             lease.updated_at = self._clock()
@@ -285,24 +315,30 @@ class LeaseWorker:
                 lease.detail = f"on_start {result.describe()}"
                 lease.owe_ack("rejected", lease.generation)
             self._save()
-        self.counters[
-            "leases_started_total" if lease.phase == "started" else "leases_failed_total"
-        ] += 1
-        if lease.phase == "started":
-            latency = None if d.start_time is None else (self._clock() - d.start_time)
+            started = lease.phase == "started"
+            self.counters["leases_started_total" if started else "leases_failed_total"] += 1
+        if started:
+            latency = None if start_time is None else (self._clock() - start_time)
             log.info(
                 "lease_started",
-                booking_id=d.booking_id,
-                gpu_uuid=gpu.uuid,
+                booking_id=lease.booking_id,
+                gpu_uuid=lease.gpu_uuid,
                 since_booked_s=None if latency is None else round(latency.total_seconds(), 3),
             )
         else:
-            log.error("lease_start_failed", booking_id=d.booking_id, detail=lease.detail)
+            log.error("lease_start_failed", booking_id=lease.booking_id, detail=lease.detail)
 
     def _stop(self, action: Stop) -> None:
         with self._lock:
             lease = self._state.leases.get(action.booking_id)
             if lease is None or not lease.active:
+                return
+            if self._hooks.busy(action.booking_id):
+                # on_start still runs: on_end follows once it ended (never before, never twice).
+                if self._hooks.defer(action):
+                    log.info(
+                        "lease_stop_waiting", booking_id=action.booking_id, reason=action.reason
+                    )
                 return
             previous = lease.phase
             lease.phase = "stopping"
@@ -311,7 +347,11 @@ class LeaseWorker:
                 lease.phase = previous  # on_end must not run unrecorded; retried next tick
                 log.error("lease_stop_deferred", booking_id=lease.booking_id)
                 return
-        log.info("lease_stopping", booking_id=lease.booking_id, reason=action.reason)
+            log.info("lease_stopping", booking_id=lease.booking_id, reason=action.reason)
+            self._hooks.spawn(lease.booking_id, lambda: self._finish_stop(lease, action))
+
+    def _finish_stop(self, lease: HeldLease, action: Stop) -> None:
+        """On the lease's hook thread: run on_end, record `stopped`."""
         result = self._hook(self._settings().on_end, lease)
         with self._lock:
             lease.phase = "stopped"
@@ -322,7 +362,7 @@ class LeaseWorker:
             lease.generation = max(lease.generation, action.generation)
             lease.owe_ack("stopped", action.generation)
             self._save()
-        self.counters["leases_stopped_total"] += 1
+            self.counters["leases_stopped_total"] += 1
         log.info(
             "lease_stopped", booking_id=lease.booking_id, reason=action.reason, detail=lease.detail
         )
@@ -344,7 +384,7 @@ class LeaseWorker:
         with self._lock:
             self._state.leases[d.booking_id] = lease
             self._save()
-        self.counters["leases_rejected_total"] += 1
+            self.counters["leases_rejected_total"] += 1
         log.warning("lease_rejected", booking_id=d.booking_id, reason=action.reason)
 
     def _update(self, action: Update) -> None:
@@ -373,124 +413,19 @@ class LeaseWorker:
     def _hook(self, argv: list[str], lease: HeldLease) -> HookResult | None:
         if not argv:
             return None
-        timeout_s = self._settings().hook_timeout_s
-        env = lease_env(
-            booking_id=lease.booking_id,
-            gpu_uuid=lease.gpu_uuid,
-            gpu_index=lease.gpu_index,
-            client_id=lease.client_id,
-            end_time=lease.end_time,
-        )
-        self.busy_until = time.monotonic() + timeout_s + 5
-        try:
-            result = run_hook(argv, env, timeout_s=timeout_s)
-        finally:
-            self.busy_until = None
-        self.counters["hook_runs_total"] += 1
-        if not result.ok:
-            self.counters["hook_failures_total"] += 1
+        with self._lock:  # the worker's thread may change the lease (an Update) meanwhile
+            env = lease_env(
+                booking_id=lease.booking_id,
+                gpu_uuid=lease.gpu_uuid,
+                gpu_index=lease.gpu_index,
+                client_id=lease.client_id,
+                end_time=lease.end_time,
+            )
+        result = run_hook(argv, env, timeout_s=self._settings().hook_timeout_s)
+        with self._lock:
+            self.counters["hook_runs_total"] += 1
+            if not result.ok:
+                self.counters["hook_failures_total"] += 1
         level = log.info if result.ok else log.error
         level("hook_finished", hook=argv[0], booking_id=lease.booking_id, result=result.describe())
         return result
-
-    # -- acks -------------------------------------------------------------------------------
-
-    def _send_acks(self) -> None:
-        # Two kinds of wait: the coordinator being down (or throttling us) holds back every ack
-        # (`_next_ack_try`), while a refusal of one ack holds back only that lease (`_ack_retry`),
-        # so one permanently refused ack never blocks the others.
-        now = time.monotonic()
-        if now < self._next_ack_try:
-            return
-        client = self._client()
-        if client is None:
-            return
-        with self._lock:
-            owed = [
-                (lease.booking_id, lease.ack_generation or 0, lease.ack_state, lease.detail)
-                for lease in self._state.leases.values()
-                if lease.ack_pending and lease.ack_state is not None
-            ]
-        if self._retry_refused_acks:
-            self._retry_refused_acks = False
-            for refused in self._ack_retry.values():
-                refused.next_try = 0.0
-        owed_ids = {booking_id for booking_id, *_ in owed}
-        for booking_id in [b for b in self._ack_retry if b not in owed_ids]:
-            del self._ack_retry[booking_id]  # settled or pruned meanwhile
-        for booking_id, generation, ack_state, detail in owed:
-            assert ack_state is not None
-            retry = self._ack_retry.get(booking_id)
-            if retry is not None and retry.ack == (generation, ack_state) and now < retry.next_try:
-                continue
-            failure: CoordinatorUnavailableError | CoordinatorRejectedError | None = None
-            try:
-                client.ack(booking_id, generation=generation, state=ack_state, detail=detail)
-            except (CoordinatorUnavailableError, CoordinatorRejectedError) as exc:
-                failure = exc
-            if failure is None:
-                self._ack_backoff.success()
-                self._ack_retry.pop(booking_id, None)
-                self._settle_ack(booking_id, generation, ack_state)
-                log.info(
-                    "lease_acked", booking_id=booking_id, state=ack_state, generation=generation
-                )
-                continue
-            if isinstance(failure, CoordinatorRejectedError) and failure.status_code != 429:
-                if failure.status_code in _DROP_ACK_STATUSES:
-                    # Stale generation (409) or a booking the coordinator no longer knows.
-                    self._ack_retry.pop(booking_id, None)
-                    self._settle_ack(booking_id, generation, ack_state)
-                    log.info(
-                        "lease_ack_dropped",
-                        booking_id=booking_id,
-                        state=ack_state,
-                        status_code=failure.status_code,
-                        detail=failure.detail,
-                    )
-                    continue
-                self._ack_refused(booking_id, (generation, ack_state), failure)
-                continue
-            # Unreachable, 5xx or 429: every other ack would meet the same fate; wait for all.
-            delay = self._ack_backoff.failure()
-            if isinstance(failure, CoordinatorRejectedError) and failure.retry_after_s is not None:
-                delay = max(delay, min(failure.retry_after_s, RETRY_AFTER_CAP_S))
-            self._next_ack_try = time.monotonic() + delay
-            log.warning(
-                "lease_ack_failed",
-                booking_id=booking_id,
-                error=str(failure),
-                retry_in_s=round(delay, 2),
-            )
-            return
-
-    def _ack_refused(
-        self, booking_id: str, ack: tuple[int, str], failure: CoordinatorRejectedError
-    ) -> None:
-        """A 4xx for one ack: retry that one on a long schedule ("until accepted", SPEC)."""
-        retry = self._ack_retry.get(booking_id)
-        if retry is None or retry.ack != ack:
-            retry = _AckRetry(ack, Backoff(ACK_REFUSED_INITIAL_S, ACK_REFUSED_CAP_S))
-            self._ack_retry[booking_id] = retry
-        delay = retry.backoff.failure()
-        retry.next_try = time.monotonic() + delay
-        if (booking_id, failure.status_code) not in self._logged_rejections:
-            self._logged_rejections.add((booking_id, failure.status_code))
-            log.error(
-                "lease_ack_rejected",
-                booking_id=booking_id,
-                status_code=failure.status_code,
-                detail=failure.detail,
-                retry_in_s=round(delay, 2),
-            )
-
-    def _settle_ack(self, booking_id: str, generation: int, ack_state: str) -> None:
-        with self._lock:
-            lease = self._state.leases.get(booking_id)
-            if (
-                lease is not None
-                and lease.ack_state == ack_state
-                and lease.ack_generation == generation
-            ):
-                lease.acked = True
-                self._save()
