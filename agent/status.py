@@ -86,12 +86,13 @@ class StatusReporter:
         from agent.metrics import Snapshot
 
         d = self._d
+        active, owed = d.worker.counts() if d.worker is not None else (0, 0)
+        # The worker's hook threads count under this lock too: copy under it.
         with d.lock:
             gpus = metrics_rows(d.gpus, d.samples)
-        active, owed = d.worker.counts() if d.worker is not None else (0, 0)
-        counters = dict(d.counters)
-        if d.worker is not None:
-            counters.update(d.worker.counters)
+            counters = dict(d.counters)
+            if d.worker is not None:
+                counters.update(d.worker.counters)
         return Snapshot(
             gpus=gpus,
             leases_active=active,
