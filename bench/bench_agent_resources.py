@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_bench_support import agent, coordinator, machine, wait_available
+from bench_support import agent, coordinator, machine, wait_available
 
 
 def _cpu_s(pid: int) -> float:

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_bench_support import ADMIN_KEY, CLIENT_KEY, MINER_KEY, coordinator, machine
+from bench_support import ADMIN_KEY, CLIENT_KEY, MINER_KEY, coordinator, machine
 
 
 def _quantile(values: list[float], q: float) -> float:

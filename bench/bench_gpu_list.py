@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,8 +31,9 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_support import free_port, start_coordinator
 
 MODELS = [
     ("NVIDIA H100 80GB HBM3", 80, 2.5),
@@ -66,12 +66,6 @@ QUERIES: dict[str, dict[str, str]] = {
     "miner_limit100": {"miner_id": "host-042", "limit": "100"},
     "deep_page_offset2000": {"available": "true", "limit": "100", "offset": "2000"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def populate(database_url: str, gpus: int) -> float:
@@ -165,31 +159,11 @@ def populate(database_url: str, gpus: int) -> float:
 
 
 def serve(database_url: str, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "COORDINATOR_DATABASE_URL": database_url,
-        "COORDINATOR_OFFLINE_AFTER_S": "86400",
-        "COORDINATOR_LOG_LEVEL": "warning",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    # A day's offline_after_s: the miners' one heartbeat keeps their GPUs online all run long.
+    return start_coordinator(
+        {"COORDINATOR_DATABASE_URL": database_url, "COORDINATOR_OFFLINE_AFTER_S": "86400"},
+        port=port,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "exited")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("coordinator did not become ready")
 
 
 def percentile(values: list[float], pct: float) -> float:

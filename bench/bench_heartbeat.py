@@ -35,17 +35,11 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_support import free_port, start_coordinator
+
 ADMIN_KEY = "bench-admin-key"
 GPUS_PER_MINER = 8
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _miner_key(index: int) -> str:
@@ -56,31 +50,13 @@ def _start_coordinator(db_url: str, miners: int, port: int) -> subprocess.Popen[
     keys = [f"admin:ops:{ADMIN_KEY}"] + [
         f"miner:bench-{i:05d}:{_miner_key(i)}" for i in range(miners)
     ]
-    env = {
-        **os.environ,
-        "COORDINATOR_DATABASE_URL": db_url,
-        "COORDINATOR_BOOTSTRAP_KEYS": ",".join(keys),
-        "COORDINATOR_LOG_LEVEL": "warning",
-    }
     # BENCH_PROFILE=out.txt runs the coordinator under `py-spy record` (collapsed stacks).
     profile = os.environ.get("BENCH_PROFILE")
     prefix = (
         ["py-spy", "record", "--gil", "--format", "raw", "-o", profile, "--"] if profile else []
     )
-    proc = subprocess.Popen(
-        [*prefix, sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
-        env=env,
-        cwd=REPO,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("coordinator did not become ready")
+    env = {"COORDINATOR_DATABASE_URL": db_url, "COORDINATOR_BOOTSTRAP_KEYS": ",".join(keys)}
+    return start_coordinator(env, port=port, prefix=prefix)
 
 
 def _register_fleet(base: str, miners: int) -> list[list[str]]:
@@ -267,7 +243,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="closed-loop connections")
     args = parser.parse_args()
 
-    port = _free_port()
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         db_url = f"sqlite:///{tmp}/bench.db"
         proc = _start_coordinator(db_url, args.miners, port)

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_bench_support import (
+from bench_support import (
     ADMIN_KEY,
     CLIENT_KEY,
     agent,

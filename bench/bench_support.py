@@ -1,4 +1,4 @@
-"""Shared by the agent benchmarks: a coordinator and an agent as real processes on loopback."""
+"""Shared by the benchmarks: a coordinator and an agent as real processes on loopback."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 5 s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -37,38 +39,55 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-@contextlib.contextmanager
-def coordinator(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """`aitbc-coordinator serve` (uvicorn, one worker) on a fresh SQLite file; yields its URL."""
-    port = free_port()
+def start_coordinator(
+    env: dict[str, str], *, port: int, prefix: list[str] | None = None, timeout_s: float = 60
+) -> subprocess.Popen[bytes]:
+    """`aitbc-coordinator serve` (uvicorn, one worker) on `port`, returned once it is ready.
+
+    `env` is added to this process's environment (the COORDINATOR_* settings); `prefix` wraps
+    the command (e.g. `py-spy record ... --`). Its stderr goes to a temporary file whose tail
+    is in the error if it exits or never becomes ready.
+    """
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the process is reaped or fails)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
+        [*(prefix or []), sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
         cwd=REPO,
-        env={
-            **os.environ,
-            "COORDINATOR_DATABASE_URL": f"sqlite:///{workdir / 'coordinator.db'}",
-            "COORDINATOR_BOOTSTRAP_KEYS": KEYS,
-            "COORDINATOR_LOG_LEVEL": "warning",
-            **(env or {}),
-        },
+        env={**os.environ, "COORDINATOR_LOG_LEVEL": "warning", **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            log.seek(0)
+            tail = log.read().decode(errors="replace")[-2000:]
+            log.close()
+            raise RuntimeError(f"coordinator not ready (exit {proc.returncode}): {tail}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
+                return proc
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def coordinator(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A coordinator on a fresh SQLite file in `workdir` (unless `env` names another database);
+    yields its URL."""
+    port = free_port()
+    proc = start_coordinator(
+        {
+            "COORDINATOR_DATABASE_URL": f"sqlite:///{workdir / 'coordinator.db'}",
+            "COORDINATOR_BOOTSTRAP_KEYS": KEYS,
+            **(env or {}),
+        },
+        port=port,
+    )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"coordinator exited with {proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("coordinator not ready after 30 s")
-            time.sleep(0.1)
-        yield base
+        yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @contextlib.contextmanager
@@ -102,7 +121,7 @@ def agent(
         try:
             yield proc
         finally:
-            _stop(proc)
+            stop(proc)
 
 
 def wait_available(http: httpx.Client, count: int, timeout_s: float = 30) -> list[dict[str, Any]]:
