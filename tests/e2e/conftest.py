@@ -48,9 +48,9 @@ class Coordinator:
     def _stop_fast(self, grace_s: float = 3.0) -> None:
         """SIGTERM our coordinator child, SIGKILL it after `grace_s`.
 
-        `live_coordinator` waits 10 s: uvicorn's graceful shutdown waits for every open lease
-        long poll (up to its `wait_s`), even one whose client has gone. Reported to the
-        coordinator side; until then a test would spend 10 s per coordinator stop.
+        The coordinator answers open lease long polls at once on SIGTERM and exits quickly;
+        this bounds a stop at `grace_s` all the same (`live_coordinator` would wait 10 s), so
+        an outage test's clock starts when the coordinator is really gone.
         """
         pid = _child_serving(self.port)
         if pid is None:
