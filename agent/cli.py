@@ -4,8 +4,8 @@ Exit codes: 0 ok, 1 other agent error, 69 no GPU access (EX_UNAVAILABLE), 70 a b
 (EX_SOFTWARE), 78 bad configuration (EX_CONFIG). stdout carries only command output; logs go to
 stderr.
 
-`run` calls `agent.daemon.run(settings, config_path=PATH) -> int` and `status` calls
-`agent.status_cmd.main(settings, as_json=BOOL) -> int`; both are imported only when used.
+`run` calls `agent.service.daemon.run(settings, config_path=PATH) -> int` and `status` calls
+`agent.service.status_cmd.main(settings, as_json=BOOL) -> int`; both are imported only when used.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from agent import __version__
 from agent.config import DEFAULT_CONFIG_PATH, AgentSettings, load_settings
 from agent.errors import EX_SOFTWARE, AgentError, ConfigError
+from agent.gpu.errors import GpuError
 from agent.log import LEVELS, configure_logging, get_logger
 
 log = get_logger("agent.cli")
@@ -72,10 +73,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # No key at all is a config error (exit 78: systemd does not restart it), not a daemon
     # that starts only to collect 401s.
     settings.coordinator.require_api_key()
-    run = _late_command("agent.daemon", "run")
+    run = _late_command("agent.service.daemon", "run")
     if run is None:
         sys.stderr.write(
-            "aitbc-agent run: the daemon is not part of this build (no agent.daemon)\n"
+            "aitbc-agent run: the daemon is not part of this build (no agent.service.daemon)\n"
         )
         return 1
     return int(run(settings, config_path=path) or 0)
@@ -84,9 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Show GPUs, leases and the last heartbeat from the state directory."""
     settings, _ = _load(args)
-    status = _late_command("agent.status_cmd", "main")
+    status = _late_command("agent.service.status_cmd", "main")
     if status is None:
-        sys.stderr.write("aitbc-agent status: not part of this build (no agent.status_cmd)\n")
+        sys.stderr.write("aitbc-agent status: not part of this build (no agent.service.status_cmd)\n")
         return 1
     return int(status(settings, as_json=args.json) or 0)
 
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, json=args.log_json)
     try:
         code: int = args.func(args)
-    except AgentError as exc:
+    except (AgentError, GpuError) as exc:
         # An expected failure: the message says what to fix; a traceback would only hide it.
         log.error(  # noqa: TRY400
             "command_failed", command=args.command, error=str(exc), exit_code=exc.exit_code

@@ -1,15 +1,11 @@
 """The agent's error tree; `cli.main` maps it to exit codes.
 
-This module imports only the standard library, so `agent/gpu/` (which must run on a bare GPU
-host with `python3` alone) can raise these errors too.
+The GPU layer has a tree of its own (`agent.gpu.errors`: `GpuError` → `GpuAccessError`, exit
+69), since `agent/gpu/` imports nothing else of the agent; `cli.main` maps both trees.
 
 ```
 AgentError                          exit 1 unless a subclass says otherwise
 ├── ConfigError                     exit 78 (EX_CONFIG): bad or unknown key, unreadable file
-├── GpuAccessError                  exit 69 (EX_UNAVAILABLE): NVML cannot be used at all
-│   ├── NvmlLibraryNotFoundError    libnvidia-ml.so.1 is not installed / not on the loader path
-│   ├── NvmlDriverMismatchError     nvmlInit: LIB_RM_VERSION_MISMATCH (driver upgraded, no reboot)
-│   └── NvmlBindingError            the `pynvml` module is not the official nvidia-ml-py binding
 ├── CoordinatorUnavailableError     transport error, timeout or 5xx: retry later with backoff
 ├── CoordinatorRejectedError        4xx: the coordinator said no; do not retry blindly
 └── StateError                      exit 74 (EX_IOERR): the state file cannot be read or written
@@ -23,7 +19,6 @@ from __future__ import annotations
 
 EX_OK = 0
 EX_SOFTWARE = 70
-EX_UNAVAILABLE = 69
 EX_IOERR = 74
 EX_CONFIG = 78
 
@@ -38,24 +33,6 @@ class ConfigError(AgentError):
     """The configuration file or environment is invalid; the message names the key."""
 
     exit_code = EX_CONFIG
-
-
-class GpuAccessError(AgentError):
-    """The GPUs cannot be read at all (as opposed to one field or one GPU)."""
-
-    exit_code = EX_UNAVAILABLE
-
-
-class NvmlLibraryNotFoundError(GpuAccessError):
-    """`libnvidia-ml.so.1` could not be loaded (no NVIDIA driver, or not on the loader path)."""
-
-
-class NvmlDriverMismatchError(GpuAccessError):
-    """The kernel driver and the user-space NVML library differ (reboot after an upgrade)."""
-
-
-class NvmlBindingError(GpuAccessError):
-    """The importable `pynvml` is not the official `nvidia-ml-py` binding."""
 
 
 class CoordinatorUnavailableError(AgentError):

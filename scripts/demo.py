@@ -58,8 +58,8 @@ def free_port() -> int:
 def choose_backend() -> tuple[str, str]:
     """("nvml" | "simulated", why): ask the agent's own backend factory, never guess."""
     from agent.config import GpuSettings
-    from agent.errors import GpuAccessError
     from agent.gpu import open_backend
+    from agent.gpu.errors import GpuAccessError
 
     try:
         backend = open_backend(GpuSettings(backend="nvml"))

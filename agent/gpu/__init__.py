@@ -1,7 +1,8 @@
 """The GPU layer: fingerprints, samples and health from NVML or from simulated GPUs.
 
-Imports only the standard library, `pynvml` (in `nvml.py`, loaded lazily) and the
-stdlib-only `agent.errors`, so it runs on a bare GPU host with `python3` alone.
+Imports only the standard library and `pynvml` (in `nvml.py`, loaded lazily) — nothing else of
+the agent; its errors are its own (`agent.gpu.errors`) — so it runs on a bare GPU host with
+`python3` alone.
 
     backend = open_backend(settings.gpu, settings.health)   # opened; GpuAccessError if not
     try:

@@ -173,8 +173,8 @@ def test_gpu_layer_imports_with_only_the_standard_library_and_pynvml(tmp_path: P
 
 @pytest.fixture
 def fake_daemon(monkeypatch: pytest.MonkeyPatch) -> list[Path | None]:
-    """`agent.daemon.run` replaced: records the config path instead of serving forever."""
-    import agent.daemon
+    """`agent.service.daemon.run` replaced: records the config path instead of serving forever."""
+    import agent.service.daemon
 
     started: list[Path | None] = []
 
@@ -182,7 +182,7 @@ def fake_daemon(monkeypatch: pytest.MonkeyPatch) -> list[Path | None]:
         started.append(config_path)
         return 0
 
-    monkeypatch.setattr(agent.daemon, "run", run)
+    monkeypatch.setattr(agent.service.daemon, "run", run)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     return started
 

@@ -1,0 +1,126 @@
+"""`aitbc-agent status [--json]`: GPUs, leases and the last heartbeat, from the state directory.
+
+Reads `state.json` (what the agent must not forget) and `status.json` (the view the running
+agent rewrites every heartbeat); never contacts the coordinator. The agent counts as running
+when the pid in `status.json` is alive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentSettings
+from agent.errors import StateError
+from agent.lease.state import StateStore
+
+
+def _pid_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_status(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise StateError(f"cannot read {str(path)!r}: {exc}") from exc
+    return doc if isinstance(doc, dict) else {}
+
+
+def status_document(settings: AgentSettings) -> dict[str, Any]:
+    """The status as one JSON-ready document."""
+    from agent.service.status import STATUS_FILE
+
+    store = StateStore(settings.agent.state_dir)
+    state = store.load()
+    view = _read_status(store.state_dir / STATUS_FILE)
+    gpus = view.get("gpus") or [
+        {"uuid": uuid, "gpu_id": gpu_id} for uuid, gpu_id in sorted(state.gpu_ids.items())
+    ]
+    return {
+        "state_dir": str(store.state_dir),
+        "running": _pid_alive(view.get("pid")),
+        "pid": view.get("pid"),
+        "miner_id": state.miner_id,
+        "coordinator_url": state.coordinator_url or settings.coordinator.url,
+        "coordinator_state": view.get("coordinator_state"),
+        "last_heartbeat_at": view.get("last_heartbeat_at"),
+        "status_written_at": view.get("written_at"),
+        "gpus": gpus,
+        "leases": [
+            lease.model_dump(mode="json")
+            for lease in sorted(state.leases.values(), key=lambda lease: lease.end_time)
+        ],
+    }
+
+
+def main(settings: AgentSettings, *, as_json: bool = False) -> int:
+    """Print the status; exit 0 (the agent not running is reported, not an error)."""
+    doc = status_document(settings)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return 0
+    _print(doc)
+    return 0
+
+
+def _print(doc: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    width = None if sys.stdout.isatty() else 160
+    console = Console(file=sys.stdout, width=width)
+    running = f"running (pid {doc['pid']})" if doc["running"] else "not running"
+    console.print(
+        f"agent {running} · miner {doc['miner_id'] or '—'} · coordinator "
+        f"{doc['coordinator_url']} ({doc['coordinator_state'] or 'unknown'}) · "
+        f"last heartbeat {doc['last_heartbeat_at'] or '—'}"
+    )
+    gpus = Table(title="GPUs")
+    for column in ("#", "uuid", "gpu id", "model", "health", "util"):
+        gpus.add_column(column, no_wrap=True)
+    for g in doc["gpus"]:
+        health = g.get("health") or "—"
+        if g.get("health_reason"):
+            health += f" ({g['health_reason']})"
+        util = g.get("utilization_pct")
+        gpus.add_row(
+            str(g.get("index", "—")),
+            g.get("uuid") or "—",
+            g.get("gpu_id") or "—",
+            g.get("name") or "—",
+            health,
+            "—" if util is None else f"{util} %",
+        )
+    console.print(gpus)
+    leases = Table(title="Leases")
+    for column in ("booking", "gpu", "client", "ends", "phase", "ack"):
+        leases.add_column(column, no_wrap=True)
+    for lease in doc["leases"]:
+        ack = "—"
+        if lease["ack_state"]:
+            ack = lease["ack_state"] + (" ✓" if lease["acked"] else " (owed)")
+        leases.add_row(
+            lease["booking_id"],
+            lease["gpu_uuid"],
+            lease["client_id"] or "—",
+            lease["end_time"],
+            lease["phase"],
+            ack,
+        )
+    if not doc["leases"]:
+        leases.caption = "no leases"
+    console.print(leases)
