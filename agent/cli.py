@@ -87,7 +87,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings, _ = _load(args)
     status = _late_command("agent.service.status_cmd", "main")
     if status is None:
-        sys.stderr.write("aitbc-agent status: not part of this build (no agent.service.status_cmd)\n")
+        sys.stderr.write(
+            "aitbc-agent status: not part of this build (no agent.service.status_cmd)\n"
+        )
         return 1
     return int(status(settings, as_json=args.json) or 0)
 

@@ -2,15 +2,15 @@
 
 Desired lease sets arrive from the long poll and from heartbeat answers (`offer`), ordered by
 `lease_version` so an older answer never undoes a newer one. The worker plans with the pure
-`agent.lease.reconcile.plan`, records each transition in the state file *before* the hook that follows
-it (at most once per lease), ends leases locally at `end_time` (never earlier, coordinator or
-not) and retries owed acks with backoff until the coordinator accepts them or calls them stale
+`agent.lease.reconcile.plan`, records each transition in the state file *before* the hook that
+follows it (at most once per lease), ends leases locally at `end_time` (never earlier, coordinator
+or not) and retries owed acks with backoff until the coordinator accepts them or calls them stale
 (`agent.lease.acks`: a refused ack waits on its own schedule, so it never holds back the other
 leases' acks).
 
 Hooks never run on this thread: each lease's hooks run on a thread of their own
-(`agent.lease.hook_threads`), so a slow `on_start` of one lease never delays another lease's start, its
-end at `end_time` or an ack. This thread still records every `starting` / `stopping` before the
+(`agent.lease.hook_threads`), so a slow `on_start` of one lease never delays another lease's start,
+its end at `end_time` or an ack. This thread still records every `starting` / `stopping` before the
 hook; the hook thread records `started` / `stopped` after it and wakes this thread to ack.
 Heartbeats never wait for hooks either.
 """
@@ -21,7 +21,6 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from agent.config import LeasesSettings
@@ -29,6 +28,7 @@ from agent.errors import StateError
 from agent.lease.acks import AckSender
 from agent.lease.hook_threads import LeaseHookThreads
 from agent.lease.hooks import HookResult, lease_env, run_hook
+from agent.lease.inbox import LeaseInbox
 from agent.lease.reconcile import GpuView, Reack, Reject, Start, Stop, Update, next_expiry, plan
 from agent.lease.state import AgentState, HeldLease, StateStore, utc_now
 from agent.link.client import CoordinatorClient
@@ -38,12 +38,6 @@ from agent.log import get_logger
 log = get_logger("agent.leases")
 
 IDLE_TICK_S = 1.0
-
-
-@dataclass(slots=True)
-class _Offer:
-    version: int | None
-    leases: list[DesiredLease]
 
 
 class LeaseWorker:
@@ -68,8 +62,7 @@ class LeaseWorker:
         self._gpus = gpus
         self._clock = clock
         self._wake = threading.Event()
-        self._offer: _Offer | None = None
-        self._version: int | None = None
+        self._inbox = LeaseInbox(lock)
         self._acks = AckSender(state=state, lock=lock, save=self._save, client=client)
         self._hooks = LeaseHookThreads(lock, on_done=self._wake.set)
         self._closing = threading.Event()  # the stop event once `run` started: no new hooks
@@ -83,47 +76,20 @@ class LeaseWorker:
     @property
     def lease_version(self) -> int | None:
         """The newest lease version applied (the long poll's `since`)."""
-        with self._lock:
-            return self._version
+        return self._inbox.version
 
     def offer(
         self, version: int | None, leases: list[DesiredLease], *, since: int | None = None
     ) -> bool:
-        """Hand over a desired lease set; False when it was not applied.
-
-        `since` is the version this worker held when the answer was asked for (the long poll's
-        `since`). An answer older than the version held is normally a stale answer that raced a
-        newer one (a heartbeat and the long poll cross) and is dropped. But an answer older than
-        `since` cannot be a race: the coordinator's lease version went backwards after we learnt
-        the newer one (its database was restored, or a failover kept the miner row but not the
-        lease history). Its lease set is then the truth: adopt it and its version, as after a
-        re-registration, or the long poll (answered at once while `since` differs) and every
-        heartbeat would be ignored until the version caught up.
-        """
-        with self._lock:
-            held = self._version
-            if version is not None and held is not None and version < held:
-                if since is None or version >= since:
-                    return False  # a stale answer that crossed a newer one
-                if held != since:
-                    # A heartbeat moved the version while this answer was on its way: which of
-                    # the two came after the reset is unknown. Ask afresh rather than guess.
-                    self._version = None
-                    log.warning("lease_version_went_back", held=held, coordinator=version)
-                    return False
-                log.warning(
-                    "lease_version_reset", held=held, coordinator=version, leases=len(leases)
-                )
-            if version is not None:
-                self._version = version
-            self._offer = _Offer(version, leases)
+        """Hand over a desired lease set (see `LeaseInbox.offer`); False when not applied."""
+        if not self._inbox.offer(version, leases, since=since):
+            return False
         self._wake.set()
         return True
 
     def reset_version(self) -> None:
         """Forget the lease version (after re-registering: the coordinator may have restarted)."""
-        with self._lock:
-            self._version = None
+        self._inbox.reset_version()
 
     def poke(self) -> None:
         """Wake the worker now (e.g. to retry acks)."""
@@ -191,8 +157,8 @@ class LeaseWorker:
     def run(self, stop: threading.Event) -> None:
         """Work until `stop` is set; never raises (one bad step must not end lease handling).
 
-        Hooks still running when `stop` is set are not waited for (see `agent.lease.hook_threads`),
-        and no new hook starts once it is set.
+        Hooks still running when `stop` is set are not waited for (see
+        `agent.lease.hook_threads`), and no new hook starts once it is set.
         """
         self._closing = stop
         while not stop.is_set():
@@ -241,7 +207,7 @@ class LeaseWorker:
     def _dispatch(self) -> None:
         gpus = self._gpus()
         with self._lock:
-            offer, self._offer = self._offer, None
+            offer = self._inbox.take()
             # Copies: hook threads change leases while `plan` reads them.
             held = {b: lease.model_copy() for b, lease in self._state.leases.items()}
             ready = self._hooks.take_ready()

@@ -4,9 +4,9 @@ Threads and who owns what:
 
 - the main thread handles signals (SIGTERM/SIGINT stop, SIGHUP reload), pings the systemd
   watchdog only while the heartbeat loop and the lease worker make progress, and drains;
-- the APScheduler thread runs the heartbeat job (`agent.service.heartbeat`: sample the GPUs, register
-  when needed, heartbeat at min(config, coordinator) interval ±10 %), inline in its own daemon
-  thread so an in-flight heartbeat never holds up exit;
+- the APScheduler thread runs the heartbeat job (`agent.service.heartbeat`: sample the GPUs,
+  register when needed, heartbeat at min(config, coordinator) interval ±10 %), inline in its own
+  daemon thread so an in-flight heartbeat never holds up exit;
 - the long-poll thread (`agent.lease.poll`) keeps `GET /v1/miners/leases` open and hands new
   lease sets to
 - the lease worker (`agent.lease.worker`), which alone runs hooks and changes leases.
