@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-all lint check demo bench gpu-check clean
+.PHONY: venv test test-all lint lint-imports check demo bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -20,10 +20,14 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	scripts/with-postgres.sh $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) lint-imports
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+
+# The layering (pyproject.toml [tool.importlinter]): arrows one way, no import circles.
+lint-imports: $(STAMP)
+	$(VENV)/bin/lint-imports
 
 check: lint test
 

@@ -3,4 +3,4 @@
 Nothing happens at import: `cli.main()` builds settings, logging and backends.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

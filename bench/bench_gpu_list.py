@@ -72,14 +72,15 @@ def populate(database_url: str, gpus: int) -> float:
     """Create the schema and bulk-insert the fleet; returns the seconds it took."""
     from sqlalchemy import insert
 
-    from coordinator_stub.db import Database
-    from coordinator_stub.models import Booking, Gpu, Miner
+    from coordinator_stub.db.engine import Database
+    from coordinator_stub.db.migrate import prepare_for_serve
+    from coordinator_stub.db.models import Booking, Gpu, Miner
 
     started = time.perf_counter()
     rng = random.Random(42)
     now = datetime.now(UTC)
     db = Database(database_url)
-    db.create_schema()
+    prepare_for_serve(db)
     miners = 100
     with db.write() as session:
         session.execute(

@@ -10,15 +10,25 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
-from coordinator_stub import bookkeeping, metrics, openapi
-from coordinator_stub.auth import KeyCache
-from coordinator_stub.clock import utcnow
+from coordinator_stub import __version__
+from coordinator_stub.auth import KeyCache, store_key
 from coordinator_stub.config import CoordinatorSettings
-from coordinator_stub.db import Database
+from coordinator_stub.core.clock import utcnow
+from coordinator_stub.db.engine import Database
+from coordinator_stub.db.migrate import prepare_for_serve
 from coordinator_stub.errors import DomainError
-from coordinator_stub.lease_wakeups import LeaseHub
-from coordinator_stub.routes import ROUTERS
-from coordinator_stub.sweeper import Sweeper
+from coordinator_stub.ledger.transfers import ensure_account
+from coordinator_stub.miners.sweeper import Sweeper, sweep_tasks
+from coordinator_stub.miners.wakeups import LeaseHub
+from coordinator_stub.routes import ROUTERS, metrics, openapi
+
+
+def bootstrap(db: Database, settings: CoordinatorSettings, now: datetime) -> None:
+    """Create the bootstrap keys from settings (idempotent) and their subjects' accounts."""
+    for entry in settings.parsed_bootstrap_keys():
+        with db.write() as session:
+            store_key(session, key=entry.key, role=entry.role, subject=entry.subject, now=now)
+            ensure_account(session, entry.subject, now)
 
 
 def create_app(
@@ -33,10 +43,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
-        db.create_schema()
-        bookkeeping.bootstrap(db, settings, clock())
+        prepare_for_serve(db)  # SchemaVersionError: the database needs `migrate`
+        bootstrap(db, settings, clock())
         app.state.db = db
-        sweeper = Sweeper(db, settings, clock, bookkeeping.sweep_tasks())
+        sweeper = Sweeper(db, settings, clock, sweep_tasks())
         app.state.sweeper = sweeper
         lease_hub = LeaseHub(db, settings)
         lease_hub.start()
@@ -53,7 +63,7 @@ def create_app(
 
     app = FastAPI(
         title="AITBC coordinator",
-        version="0.1.0",
+        version=__version__,
         description="GPU marketplace, miner protocol, staking and ledger (SPEC §3).",
         lifespan=lifespan,
     )

@@ -12,8 +12,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from coordinator_stub.db import insert_or_ignore
-from coordinator_stub.models import ApiKey
+from coordinator_stub.db.engine import insert_or_ignore
+from coordinator_stub.db.models import ApiKey
 
 ROLES = ("admin", "miner", "client")
 

@@ -1,50 +1,135 @@
-"""`aitbc-coordinator serve [--host --port --database-url]`."""
+"""`aitbc-coordinator serve | migrate`: run the HTTP API, or bring its database up to date.
+
+Exit codes: 0 ok; 1 `migrate --check` found the database not up to date; 3 the server failed to
+start; 65 the database is one `migrate` refuses (written by a newer coordinator, or not a
+coordinator database); 69 the database cannot be reached; 78 a bad setting, or (serve) a
+database that needs `aitbc-coordinator migrate` — systemd's `RestartPreventExitStatus=78`
+stops it retrying what only an operator can fix.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from coordinator_stub import __version__
 
-def main(argv: list[str] | None = None) -> int:
+if TYPE_CHECKING:
+    from coordinator_stub.config import CoordinatorSettings
+
+EX_NOT_CURRENT = 1
+EX_DATAERR = 65
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aitbc-coordinator", description="AITBC coordinator")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP API")
     serve.add_argument("--host", help="listen address (COORDINATOR_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (COORDINATOR_PORT, default 8000)")
     serve.add_argument("--database-url", help="SQLAlchemy URL (COORDINATOR_DATABASE_URL)")
-    args = parser.parse_args(argv)
+    migrate = commands.add_parser(
+        "migrate",
+        help="upgrade the database schema to this release (or --check it)",
+        description="Upgrade the database to the newest schema revision this coordinator "
+        "knows (idempotent; a 0.1.0 database is adopted, then upgraded). Back the database up "
+        "first: docs/operations.md says how.",
+    )
+    migrate.add_argument("--database-url", help="SQLAlchemy URL (COORDINATOR_DATABASE_URL)")
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 0 only when the database is up to date (1 otherwise)",
+    )
+    return parser
 
-    import uvicorn
 
-    from coordinator_stub.app import create_app
+def _settings(**overrides: Any) -> CoordinatorSettings | None:
     from coordinator_stub.config import CoordinatorSettings
 
-    overrides = {
-        key: value
-        for key, value in (
-            ("host", args.host),
-            ("port", args.port),
-            ("database_url", args.database_url),
-        )
-        if value is not None
-    }
     try:
-        settings = CoordinatorSettings(**overrides)
+        return CoordinatorSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         # Name the setting and the rule, never the value: it may be a key or hold a password.
         for error in exc.errors(include_input=False, include_url=False):
             name = "COORDINATOR_" + "_".join(str(part) for part in error["loc"]).upper()
             sys.stderr.write(f"aitbc-coordinator: bad setting {name}: {error['msg']}\n")
-        return 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78 stops retrying
-    from coordinator_stub.db import Database
+        return None
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "migrate":
+        return _migrate(args)
+    return _serve(args)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from coordinator_stub.db import migrate
+    from coordinator_stub.db.engine import Database
+
+    settings = _settings(database_url=args.database_url)
+    if settings is None:
+        return EX_CONFIG
+    db = Database(settings.database_url)
+    where = Database.redact(settings.database_url)
+    try:
+        if args.check:
+            state = migrate.schema_state(db)
+            sys.stdout.write(f"database {where}: {state.describe()}\n")
+            return 0 if state.up_to_date else EX_NOT_CURRENT
+        before, after = migrate.upgrade(db)
+    except migrate.SchemaVersionError as exc:
+        sys.stderr.write(f"aitbc-coordinator migrate: database {where}: {exc}\n")
+        return EX_DATAERR
+    except OperationalError as exc:
+        sys.stderr.write(f"aitbc-coordinator migrate: cannot reach database {where}: {exc.orig}\n")
+        return EX_UNAVAILABLE
+    finally:
+        db.dispose()
+    if before.current == after.current:
+        sys.stdout.write(f"database {where}: already at revision {after.current}: up to date\n")
+    else:
+        origin = before.current or ("empty" if before.empty else "release 0.1.0, unversioned")
+        sys.stdout.write(f"database {where}: upgraded from {origin} to revision {after.current}\n")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from sqlalchemy.exc import OperationalError
+
+    from coordinator_stub.app import create_app
+    from coordinator_stub.db.engine import Database
+    from coordinator_stub.db.migrate import SchemaVersionError, prepare_for_serve
+
+    settings = _settings(host=args.host, port=args.port, database_url=args.database_url)
+    if settings is None:
+        return EX_CONFIG
+    where = Database.redact(settings.database_url)
+    db = Database(settings.database_url)
+    try:
+        prepare_for_serve(db)  # before the port opens: a refusal is a message, not a traceback
+    except SchemaVersionError as exc:
+        sys.stderr.write(f"aitbc-coordinator: not serving database {where}: {exc}\n")
+        return EX_CONFIG
+    except OperationalError as exc:
+        sys.stderr.write(f"aitbc-coordinator: cannot reach database {where}: {exc.orig}\n")
+        return EX_UNAVAILABLE
+    finally:
+        db.dispose()
     sys.stderr.write(
-        f"aitbc-coordinator listening on http://{settings.host}:{settings.port}, "
-        f"database {Database.redact(settings.database_url)}\n"
+        f"aitbc-coordinator {__version__} listening on http://{settings.host}:{settings.port}, "
+        f"database {where}\n"
     )
     sys.stderr.flush()
     app = create_app(settings)

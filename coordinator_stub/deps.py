@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from coordinator_stub.auth import KeyCache, Principal
 from coordinator_stub.config import CoordinatorSettings
-from coordinator_stub.db import Database
+from coordinator_stub.db.engine import Database
 from coordinator_stub.errors import ForbiddenError, UnauthorizedError
 
 

@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from coordinator_stub.clock import rfc3339
+from coordinator_stub.core.clock import rfc3339
+from coordinator_stub.core.money import ZERO, MoneyOut
+from coordinator_stub.db.models import Account, LedgerEntry
 from coordinator_stub.deps import DbDep, PrincipalDep
-from coordinator_stub.models import Account, LedgerEntry
-from coordinator_stub.money import ZERO, MoneyOut
 from coordinator_stub.routes.inputs import Limit, Offset
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])

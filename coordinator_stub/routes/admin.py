@@ -7,12 +7,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from coordinator_stub import ledger
 from coordinator_stub.auth import generate_key, store_key
+from coordinator_stub.core.money import MoneyIn
+from coordinator_stub.db.models import Account
 from coordinator_stub.deps import AdminDep, DbDep, NowDep
 from coordinator_stub.errors import UnprocessableError
-from coordinator_stub.models import Account
-from coordinator_stub.money import MoneyIn
+from coordinator_stub.ledger import transfers
 from coordinator_stub.routes.accounts import AccountOut, account_out
 from coordinator_stub.routes.inputs import Name
 
@@ -44,7 +44,7 @@ def create_api_key(body: ApiKeyIn, _admin: AdminDep, db: DbDep, now: NowDep) -> 
     key = generate_key(body.role)
     with db.write() as session:
         store_key(session, key=key, role=body.role, subject=body.subject, now=now)
-        ledger.ensure_account(session, body.subject, now)
+        transfers.ensure_account(session, body.subject, now)
     return ApiKeyOut(api_key=key, role=body.role, subject=body.subject)
 
 
@@ -55,6 +55,6 @@ def credit_account(
     if body.amount <= 0:
         raise UnprocessableError("amount must be greater than 0")
     with db.write() as session:
-        tx_id = ledger.credit(session, subject, body.amount, now=now)
+        tx_id = transfers.credit(session, subject, body.amount, now=now)
         out = account_out(session.get(Account, subject), subject=subject, role=None)
     return CreditOut(**out.model_dump(), tx_id=tx_id)

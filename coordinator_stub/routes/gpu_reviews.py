@@ -7,10 +7,10 @@ from typing import Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from coordinator_stub import reviews
-from coordinator_stub.clock import rfc3339
+from coordinator_stub.core.clock import rfc3339
 from coordinator_stub.deps import ClientDep, DbDep, NowDep
-from coordinator_stub.gpu_view import average_rating
+from coordinator_stub.market import reviews
+from coordinator_stub.market.gpu_view import average_rating
 from coordinator_stub.routes.inputs import Limit, LongText, Offset, check_gpu_id
 
 router = APIRouter(tags=["marketplace_gpu"])

@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from coordinator_stub import offers
-from coordinator_stub.clock import rfc3339
+from coordinator_stub.core.clock import rfc3339
+from coordinator_stub.core.money import MoneyIn, MoneyOut
+from coordinator_stub.db.models import Bid
 from coordinator_stub.deps import AdminDep, ClientDep, DbDep, NowDep, PrincipalDep, SettingsDep
 from coordinator_stub.errors import NotFoundError, UnprocessableError
-from coordinator_stub.models import Bid
-from coordinator_stub.money import MoneyIn, MoneyOut
+from coordinator_stub.market import offers
 from coordinator_stub.routes.inputs import Limit, LongText, Name, Offset, Text, is_id_shaped
 
 router = APIRouter(prefix="/v1/marketplace", tags=["marketplace"])

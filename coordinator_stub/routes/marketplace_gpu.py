@@ -1,6 +1,6 @@
 """The GPU marketplace (SPEC §3.2-3.6): register, list, details, delete, book, release, confirm.
 
-Handlers are thin: validate, open one transaction, call the domain function (registry.py,
+Handlers are thin: validate, open one transaction, call the domain function (gpus.py,
 bookings.py), render. Reviews and orders live in their own modules and are mounted here.
 """
 
@@ -12,20 +12,20 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from coordinator_stub import bookings, registry
-from coordinator_stub.clock import rfc3339
+from coordinator_stub.core.clock import rfc3339
+from coordinator_stub.core.money import ZERO, MoneyIn, MoneyOut
+from coordinator_stub.db.models import Gpu
 from coordinator_stub.deps import ClientDep, DbDep, MinerDep, NowDep, PrincipalDep, SettingsDep
 from coordinator_stub.errors import NotFoundError
-from coordinator_stub.gpu_search import GpuFilters, search_gpus
-from coordinator_stub.gpu_view import (
+from coordinator_stub.market import bookings, gpus
+from coordinator_stub.market.gpu_view import (
     GpuDetailsOut,
     GpuOut,
     gpu_details_object,
     gpu_object,
     gpu_rows,
 )
-from coordinator_stub.models import Gpu
-from coordinator_stub.money import ZERO, MoneyIn, MoneyOut
+from coordinator_stub.market.search import GpuFilters, search_gpus
 from coordinator_stub.routes import gpu_reviews, orders
 from coordinator_stub.routes.inputs import (
     Capability,
@@ -119,7 +119,7 @@ def register_gpu(
 ) -> RegisterOut:
     """Register a GPU for the calling miner: 201 when new, 200 when its uuid is already known."""
     with db.write() as session:
-        gpu, created = registry.register_gpu(
+        gpu, created = gpus.register_gpu(
             session, miner_id=miner.subject, spec=body.gpu.columns(), now=now
         )
     response.status_code = 201 if created else 200
@@ -210,7 +210,7 @@ def delete_gpu(
     which cancels the booking with a full refund of its unused time."""
     check_gpu_id(gpu_id)
     with db.write() as session:
-        registry.delete_gpu(
+        gpus.delete_gpu(
             session, gpu_id=gpu_id, principal=miner, force=force, now=now, settings=settings
         )
     return DeletedOut(gpu_id=gpu_id)

@@ -1,29 +1,29 @@
 """The miner protocol (SPEC §3.11): register, heartbeat, lease long poll, lease acks, leave.
 
-Register and heartbeat drive every GPU's liveness (status.py derives `offline` from them); the
-desired leases come from leases.py; the long poll waits on lease_wakeups.LeaseHub.
+Register and heartbeat drive every GPU's liveness (`market.status` derives `offline` from them;
+`miners.heartbeats` writes them); the desired leases come from `miners.leases`; the long poll
+waits on `miners.wakeups.LeaseHub`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Boolean, Connection, String, bindparam, case, func, null, or_, select, update
+from sqlalchemy import func, select, update
 from starlette.concurrency import run_in_threadpool
 
-from coordinator_stub import leases, ledger
-from coordinator_stub.clock import Clock, rfc3339
-from coordinator_stub.db import Database, insert_or_ignore
+from coordinator_stub.core.clock import Clock, rfc3339
+from coordinator_stub.db.engine import Database, insert_or_ignore
+from coordinator_stub.db.models import Gpu, Miner
 from coordinator_stub.deps import DbDep, MinerDep, NowDep, SettingsDep
 from coordinator_stub.errors import ForbiddenError, NotFoundError
-from coordinator_stub.lease_wakeups import LeaseHub
-from coordinator_stub.models import Gpu, Miner, UtcDateTime
-from coordinator_stub.status import UNHEALTHY
+from coordinator_stub.ledger import transfers
+from coordinator_stub.miners import heartbeats, leases
+from coordinator_stub.miners.wakeups import LeaseHub
 
 router = APIRouter(prefix="/v1/miners", tags=["miners"])
 
@@ -166,7 +166,7 @@ def register_miner(
                 deregistered_at=None,
             )
         )
-        ledger.ensure_account(session, miner.subject, now)
+        transfers.ensure_account(session, miner.subject, now)
     return MinerRegisterOut(
         miner_id=miner.subject,
         session_token=token,
@@ -193,20 +193,18 @@ def heartbeat(
     ignored: list[str] = []
     with db.write() as session:
         conn = session.connection()  # Core on the hot path: the ORM layers cost more than SQLite
-        lease_version = conn.execute(
-            _TOUCH_MINER,
-            {
-                "miner_id": miner.subject,
-                "now": now,
-                "inflight": body.inflight,
-                "status_text": body.status,
-                "agent": body.agent.model_dump() if body.agent else {},
-            },
-        ).scalar_one_or_none()
+        lease_version = heartbeats.touch_miner(
+            conn,
+            miner_id=miner.subject,
+            now=now,
+            inflight=body.inflight,
+            status_text=body.status,
+            agent=body.agent.model_dump() if body.agent else {},
+        )
         if lease_version is None:
             raise NotFoundError("miner not registered")
         if body.gpus:
-            ignored = _store_gpu_reports(conn, miner.subject, body.gpus, now)
+            ignored = heartbeats.store_gpu_reports(conn, miner.subject, body.gpus, now)
         desired = leases.desired_leases(session, miner.subject, now)
     answer = HeartbeatOut(
         heartbeat_interval_s=settings.heartbeat_interval_s,
@@ -216,91 +214,6 @@ def heartbeat(
     )
     # Serialized here: FastAPI would validate the model a second time on the way out.
     return Response(answer.model_dump_json(), media_type="application/json")
-
-
-_MINERS = Miner.__table__.c
-_GPUS = Gpu.__table__.c
-_TOUCH_MINER = (
-    update(Miner)
-    .where(_MINERS.id == bindparam("miner_id"), _MINERS.deregistered_at.is_(None))
-    .values(
-        last_heartbeat_at=bindparam("now"),
-        inflight=bindparam("inflight"),
-        status_text=bindparam("status_text"),
-        agent=bindparam("agent"),
-    )
-    .returning(_MINERS.lease_version)
-)
-_NOW = bindparam("b_now", type_=UtcDateTime)
-# One executemany for all reported GPUs. Ownership and the uuid are checked in the WHERE clause,
-# and `unhealthy_since` keeps the moment the GPU first went unhealthy/lost (cleared when it
-# recovers; the provider-fault rule measures offline time from it), so nothing is read first.
-_STORE_GPU_REPORT = (
-    update(Gpu)
-    .where(
-        _GPUS.id == bindparam("b_gpu_id"),
-        _GPUS.miner_id == bindparam("b_miner_id"),
-        _GPUS.deleted_at.is_(None),
-        or_(
-            bindparam("b_any_uuid", type_=Boolean), _GPUS.uuid == bindparam("b_uuid", type_=String)
-        ),
-    )
-    .values(
-        health=bindparam("b_health"),
-        health_reason=bindparam("b_health_reason"),
-        unhealthy_since=case(
-            (bindparam("b_unhealthy", type_=Boolean), func.coalesce(_GPUS.unhealthy_since, _NOW)),
-            else_=null(),
-        ),
-        utilization_pct=bindparam("b_utilization_pct"),
-        memory_used_mib=bindparam("b_memory_used_mib"),
-        temperature_c=bindparam("b_temperature_c"),
-        power_draw_w=bindparam("b_power_draw_w"),
-        metrics_at=_NOW,
-    )
-)
-
-
-def _store_gpu_reports(
-    conn: Connection, miner_id: str, reports: list[GpuReport], now: datetime
-) -> list[str]:
-    """Batch-update the miner's reported GPUs; returns the ids it ignored (not its, wrong uuid)."""
-    updates: dict[str, dict[str, Any]] = {}
-    for report in reports:
-        updates[report.gpu_id] = {  # a GPU reported twice: the last report wins
-            "b_gpu_id": report.gpu_id,
-            "b_miner_id": miner_id,
-            "b_any_uuid": report.uuid is None,
-            "b_uuid": report.uuid,
-            "b_health": report.health,
-            "b_health_reason": report.health_reason,
-            "b_unhealthy": report.health in UNHEALTHY,
-            "b_utilization_pct": report.utilization_pct,
-            "b_memory_used_mib": report.memory_used_mib,
-            "b_temperature_c": report.temperature_c,
-            "b_power_draw_w": report.power_draw_w,
-            "b_now": now,
-        }
-    updated = conn.execute(_STORE_GPU_REPORT, list(updates.values())).rowcount
-    if updated == len(updates):
-        return []
-    # Some report did not match (another miner's GPU, a wrong uuid): find out which, for the
-    # answer. Rare, so the common heartbeat never pays for this read.
-    owned = dict(
-        conn.execute(
-            select(_GPUS.id, _GPUS.uuid).where(
-                _GPUS.miner_id == miner_id,
-                _GPUS.deleted_at.is_(None),
-                _GPUS.id.in_(list(updates)),
-            )
-        ).all()
-    )
-    return [
-        report.gpu_id
-        for report in reports
-        if report.gpu_id not in owned
-        or (report.uuid is not None and report.uuid != owned[report.gpu_id])
-    ]
 
 
 @router.get("/leases", responses={404: {"description": "miner not registered"}})

@@ -10,11 +10,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import and_, or_, select
 
-from coordinator_stub.bookings import effective_status
-from coordinator_stub.clock import rfc3339
+from coordinator_stub.core.clock import rfc3339
+from coordinator_stub.core.money import ZERO, render
+from coordinator_stub.db.models import ACTIVE, Booking, Gpu
 from coordinator_stub.deps import DbDep, NowDep, PrincipalDep
-from coordinator_stub.models import ACTIVE, Booking, Gpu
-from coordinator_stub.money import ZERO, render
+from coordinator_stub.market.bookings import effective_status
 from coordinator_stub.routes.inputs import Limit, Offset
 
 router = APIRouter(tags=["marketplace_gpu"])

@@ -13,16 +13,22 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from coordinator_stub.clock import rfc3339
+from coordinator_stub.core.clock import rfc3339
+from coordinator_stub.core.money import ZERO, MoneyOut, quantize
+from coordinator_stub.db.models import Gpu
 from coordinator_stub.deps import DbDep, NowDep, SettingsDep
 from coordinator_stub.errors import NotFoundError
-from coordinator_stub.models import Gpu
-from coordinator_stub.money import ZERO, MoneyOut, quantize
-from coordinator_stub.pricing import GpuPrice, MarketSnapshot, price_gpus, price_market, ratio
-from coordinator_stub.pricing import confidence as confidence_for
-from coordinator_stub.quotes import market_snapshots, pricing_params, quote_gpu
+from coordinator_stub.market.pricing.quotes import market_snapshots, pricing_params, quote_gpu
+from coordinator_stub.market.pricing.rule import (
+    GpuPrice,
+    MarketSnapshot,
+    price_gpus,
+    price_market,
+    ratio,
+)
+from coordinator_stub.market.pricing.rule import confidence as confidence_for
+from coordinator_stub.market.status import select_gpus
 from coordinator_stub.routes.inputs import check_gpu_id
-from coordinator_stub.status import select_gpus
 
 router = APIRouter(prefix="/v1/marketplace", tags=["pricing"])
 

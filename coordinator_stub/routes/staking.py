@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from coordinator_stub import staking
-from coordinator_stub.clock import rfc3339
 from coordinator_stub.config import CoordinatorSettings
+from coordinator_stub.core.clock import rfc3339
+from coordinator_stub.core.money import MoneyIn, MoneyOut
+from coordinator_stub.db.models import Stake
 from coordinator_stub.deps import DbDep, NowDep, PrincipalDep, SettingsDep
 from coordinator_stub.errors import NotFoundError
-from coordinator_stub.models import Stake
-from coordinator_stub.money import MoneyIn, MoneyOut
+from coordinator_stub.ledger import staking
 from coordinator_stub.routes.inputs import Limit, Name, Offset, Text, is_id_shaped
 
 router = APIRouter(tags=["staking"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.coordinator.market import credit, online, register
+from tests.coordinator.market_support import credit, online, register
 
 
 @pytest.fixture

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import inspect, text
-from sqlalchemy.exc import SAWarning
 
 from coordinator_stub.config import CoordinatorSettings
-from coordinator_stub.db import Database
-from coordinator_stub.ledger import conservation
+from coordinator_stub.ledger.transfers import conservation
 from tests.support import ADMIN_KEY, CLIENT_KEY, MINER_KEY, auth
 
 
@@ -100,29 +96,3 @@ def test_bootstrap_keys_come_from_the_systemd_credential_too(tmp_path: Path) -> 
 def test_malformed_bootstrap_key_is_rejected_by_position() -> None:
     with pytest.raises(ValueError, match="bootstrap key #2"):
         CoordinatorSettings(bootstrap_keys="admin:ops:K1,client:nokey")
-
-
-def test_start_migrates_an_older_schema_in_place(db_url: str) -> None:
-    """A database made by an older version (a column and an index missing) is brought up to
-    date at start, keeping its rows."""
-    db = Database(db_url)
-    db.create_schema()
-    with db.engine.begin() as conn:
-        conn.exec_driver_sql("DROP INDEX ix_gpus_model_price_id")
-        conn.exec_driver_sql("ALTER TABLE gpus DROP COLUMN unhealthy_since")
-        conn.exec_driver_sql(
-            "INSERT INTO api_keys (key_hash, role, subject, created_at) "
-            "VALUES ('h', 'client', 'old', '2026-01-01 00:00:00')"
-        )
-    restarted = Database(db_url)
-    restarted.create_schema()
-    restarted.dispose()
-    inspector = inspect(db.engine)
-    assert "unhealthy_since" in {c["name"] for c in inspector.get_columns("gpus")}
-    with warnings.catch_warnings():  # reflection skips the expression index on lower(region)
-        warnings.simplefilter("ignore", SAWarning)
-        indexes = {i["name"] for i in inspector.get_indexes("gpus")}
-    assert "ix_gpus_model_price_id" in indexes
-    with db.read() as session:
-        assert session.scalar(text("SELECT subject FROM api_keys WHERE key_hash = 'h'")) == "old"
-    db.dispose()
