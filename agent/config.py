@@ -78,11 +78,30 @@ class _Section(BaseModel):
 class CoordinatorSettings(_Section):
     """`[coordinator]`: where the coordinator is and how the agent authenticates."""
 
-    url: str = "http://127.0.0.1:8000"
-    api_key_file: Path | None = None
-    api_key: SecretStr | None = None
-    miner_id: str | None = Field(default=None, min_length=1, max_length=128)
-    timeout_s: float = Field(default=5.0, gt=0, le=300)
+    url: str = Field(
+        default="http://127.0.0.1:8000", description="The coordinator's base URL (http or https)."
+    )
+    api_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the miner API key (readable by the agent only). Without it "
+        "and without `api_key`, the systemd credential `api-key` is used.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The miner API key inline; prefer `api_key_file` or the credential.",
+    )
+    miner_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="The subject the key is bound to (sent as X-Miner-ID); unset: the key's own.",
+    )
+    timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Timeout of one request to the coordinator (a long poll adds its wait).",
+    )
 
     @field_validator("url")
     @classmethod
@@ -129,41 +148,67 @@ class CoordinatorSettings(_Section):
 class AgentSection(_Section):
     """`[agent]`: local state and cadence."""
 
-    state_dir: Path = Path("/var/lib/aitbc-agent")
-    heartbeat_interval_s: float = Field(default=10.0, ge=0.5, le=3600)
-    region: str | None = Field(default=None, min_length=1, max_length=64)
+    state_dir: Path = Field(
+        default=Path("/var/lib/aitbc-agent"),
+        description="Where the state file (leases, ids) and status.json live.",
+    )
+    heartbeat_interval_s: float = Field(
+        default=10.0,
+        ge=0.5,
+        le=3600,
+        description="Seconds between heartbeats; the agent uses min(this, the coordinator's).",
+    )
+    region: str | None = Field(
+        default=None, min_length=1, max_length=64, description="Region shown to renters."
+    )
 
 
 class SimulatedFaultSettings(_Section):
     """One scheduled fault of a simulated GPU (see `agent.gpu.simulated.SimulatedFault`)."""
 
-    kind: Literal["lost", "xid", "ecc", "driver_unresponsive", "throttle"]
-    at_sample: int = Field(ge=1)
-    unit: int = Field(default=0, ge=0)
-    duration_samples: int = Field(default=1, ge=1)
-    xid: int = Field(default=79, ge=0)
+    kind: Literal["lost", "xid", "ecc", "driver_unresponsive", "throttle"] = Field(
+        description="What goes wrong."
+    )
+    at_sample: int = Field(ge=1, description="The sample (1 = the first) it starts at.")
+    unit: int = Field(default=0, ge=0, description="Which GPU of the entry (0-based).")
+    duration_samples: int = Field(default=1, ge=1, description="How many samples it lasts.")
+    xid: int = Field(default=79, ge=0, description='The Xid code, for kind = "xid".')
 
 
 class SimulatedMigSettings(_Section):
     """One `[[gpu.simulated.mig]]` instance: each GPU of its entry gets one, MIG mode on."""
 
-    profile: str = Field(min_length=1, max_length=32)  # "1g.10gb"
-    memory_mib: int = Field(gt=0, le=16 * 1024 * 1024)
+    profile: str = Field(
+        min_length=1, max_length=32, description='The MIG profile, e.g. "1g.10gb".'
+    )
+    memory_mib: int = Field(gt=0, le=16 * 1024 * 1024, description="The instance's memory.")
 
 
 class SimulatedGpuSettings(_Section):
     """One `[[gpu.simulated]]` entry: `count` identical fake GPUs."""
 
-    model: str = Field(min_length=1, max_length=128)
-    memory_mib: int = Field(gt=0, le=16 * 1024 * 1024)
-    count: int = Field(default=1, ge=1, le=1024)
-    compute_capability: str = Field(default="9.0", pattern=r"^\d{1,2}\.\d{1,2}$")
-    power_limit_w: float = Field(default=700.0, gt=0, le=10_000)
-    utilization_pct: list[Annotated[int, Field(ge=0, le=100)]] = Field(
-        default_factory=lambda: [0], min_length=1
+    model: str = Field(
+        min_length=1, max_length=128, description='The model name, e.g. "NVIDIA H100 80GB HBM3".'
     )
-    faults: list[SimulatedFaultSettings] = Field(default_factory=list)
-    mig: list[SimulatedMigSettings] = Field(default_factory=list, max_length=7)
+    memory_mib: int = Field(gt=0, le=16 * 1024 * 1024, description="Memory of each GPU.")
+    count: int = Field(default=1, ge=1, le=1024, description="How many such GPUs.")
+    compute_capability: str = Field(
+        default="9.0", pattern=r"^\d{1,2}\.\d{1,2}$", description="CUDA compute capability."
+    )
+    power_limit_w: float = Field(default=700.0, gt=0, le=10_000, description="Power limit.")
+    utilization_pct: list[Annotated[int, Field(ge=0, le=100)]] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="Utilisation the samples cycle through.",
+    )
+    faults: list[SimulatedFaultSettings] = Field(
+        default_factory=list, description="Scheduled faults (`[[gpu.simulated.faults]]`)."
+    )
+    mig: list[SimulatedMigSettings] = Field(
+        default_factory=list,
+        max_length=7,
+        description="MIG instances of each GPU (`[[gpu.simulated.mig]]`; MIG mode on).",
+    )
 
     @model_validator(mode="after")
     def _faults_within_count(self) -> SimulatedGpuSettings:
@@ -176,13 +221,25 @@ class SimulatedGpuSettings(_Section):
 class GpuSettings(_Section):
     """`[gpu]`: which backend, list prices, exclusions, simulated GPUs."""
 
-    backend: Literal["nvml", "simulated"] = "nvml"
-    price_per_hour: Price = Decimal("0.50")
-    prices: dict[Annotated[str, Field(min_length=1, max_length=128)], Price] = Field(
-        default_factory=dict
+    backend: Literal["nvml", "simulated"] = Field(
+        default="nvml",
+        description='"nvml": the real GPUs; "simulated": the `[[gpu.simulated]]` ones (never '
+        "chosen silently).",
     )
-    exclude: list[GpuRef] = Field(default_factory=list)
-    simulated: list[SimulatedGpuSettings] = Field(default_factory=list)
+    price_per_hour: Price = Field(
+        default=Decimal("0.50"),
+        description="Default list price in AITBC per hour, a decimal string.",
+    )
+    prices: dict[Annotated[str, Field(min_length=1, max_length=128)], Price] = Field(
+        default_factory=dict,
+        description='List price per exact model name (`"<model> MIG <profile>"` for MIG).',
+    )
+    exclude: list[GpuRef] = Field(
+        default_factory=list, description="GPU uuids (MIG ones too) or NVML indexes never offered."
+    )
+    simulated: list[SimulatedGpuSettings] = Field(
+        default_factory=list, description='The fake GPUs of backend = "simulated".'
+    )
 
     @model_validator(mode="after")
     def _simulated_needs_gpus(self) -> GpuSettings:
@@ -200,24 +257,40 @@ class GpuSettings(_Section):
 class LeasesSettings(_Section):
     """`[leases]`: operator hooks run when a lease starts or ends."""
 
-    on_start: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    on_end: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    hook_timeout_s: float = Field(default=60.0, gt=0, le=86_400)
+    on_start: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="argv run when a lease starts (AITBC_LEASE_ID, AITBC_GPU_UUID, ... in its "
+        "environment); empty: nothing is run.",
+    )
+    on_end: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="argv run when a lease ends (released or expired)."
+    )
+    hook_timeout_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="A hook still running after this is killed."
+    )
 
 
 class HealthSettings(_Section):
     """`[health]`: Xids to ignore and how many good samples bring a GPU back."""
 
     ignore_xids: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: list(DEFAULT_IGNORED_XIDS)
+        default_factory=lambda: list(DEFAULT_IGNORED_XIDS),
+        description="Xid codes that do not make a GPU unhealthy (application errors).",
     )
-    recover_after_ok_samples: int = Field(default=3, ge=1, le=10_000)
+    recover_after_ok_samples: int = Field(
+        default=3,
+        ge=1,
+        le=10_000,
+        description="Good samples in a row that bring an unhealthy GPU back.",
+    )
 
 
 class MetricsSettings(_Section):
     """`[metrics]`: the optional Prometheus endpoint (`""` = off)."""
 
-    listen: str = ""
+    listen: str = Field(
+        default="", description='Prometheus endpoint "host:port" (e.g. "127.0.0.1:9400"); "" = off.'
+    )
 
     @field_validator("listen")
     @classmethod
@@ -239,7 +312,7 @@ class MetricsSettings(_Section):
 
 
 class AgentSettings(BaseSettings):
-    """The whole agent configuration (SPEC §4.2)."""
+    """The whole agent configuration (docs/configuration.md is rendered from these fields)."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -249,12 +322,27 @@ class AgentSettings(BaseSettings):
         case_sensitive=False,
     )
 
-    coordinator: CoordinatorSettings = Field(default_factory=CoordinatorSettings)
-    agent: AgentSection = Field(default_factory=AgentSection)
-    gpu: GpuSettings = Field(default_factory=GpuSettings)
-    leases: LeasesSettings = Field(default_factory=LeasesSettings)
-    health: HealthSettings = Field(default_factory=HealthSettings)
-    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    coordinator: CoordinatorSettings = Field(
+        default_factory=CoordinatorSettings,
+        description="Where the coordinator is and how the agent authenticates.",
+    )
+    agent: AgentSection = Field(
+        default_factory=AgentSection, description="Local state and cadence."
+    )
+    gpu: GpuSettings = Field(
+        default_factory=GpuSettings,
+        description="Which backend, list prices, exclusions, simulated GPUs.",
+    )
+    leases: LeasesSettings = Field(
+        default_factory=LeasesSettings,
+        description="Operator hooks run when a lease starts or ends.",
+    )
+    health: HealthSettings = Field(
+        default_factory=HealthSettings, description="Xids to ignore and how a GPU recovers."
+    )
+    metrics: MetricsSettings = Field(
+        default_factory=MetricsSettings, description="The optional Prometheus endpoint."
+    )
 
     @classmethod
     def settings_customise_sources(

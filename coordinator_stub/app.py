@@ -64,7 +64,7 @@ def create_app(
     app = FastAPI(
         title="AITBC coordinator",
         version=__version__,
-        description="GPU marketplace, miner protocol, staking and ledger (SPEC §3).",
+        description="GPU marketplace, miner protocol, staking and ledger (docs/api.md).",
         lifespan=lifespan,
     )
     app.state.settings = settings

@@ -33,31 +33,96 @@ def default_database_url() -> str:
 
 
 class CoordinatorSettings(BaseSettings):
-    """Every knob of the coordinator, with the defaults of SPEC §2."""
+    """Every knob of the coordinator (docs/configuration.md is rendered from these fields)."""
 
     model_config = SettingsConfigDict(env_prefix="COORDINATOR_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    database_url: str = Field(default_factory=default_database_url)
-    bootstrap_keys: SecretStr = SecretStr("")  # secrets: never in a repr or an error message
-    heartbeat_interval_s: float = Field(default=10.0, gt=0)
-    offline_after_s: float = Field(default=30.0, gt=0)
-    lease_fault_grace_s: float = Field(default=300.0, ge=0)
-    refund_ratio: Decimal = Field(default=Decimal("0.5"), ge=0, le=1)
-    stakers_share: Decimal = Field(default=Decimal("0.05"), ge=0, le=1)
-    unbonding_period_s: float = Field(default=604800.0, ge=0)
-    min_stake: Decimal = Field(default=Decimal("100"), ge=0)
-    # Market-balance pricing (SPEC §3.9): m = clamp(1 + k*(u - u_target) + k_d*d, m_min, m_max).
-    pricing_k: Decimal = Field(default=Decimal("1"), ge=0)
-    pricing_u_target: Decimal = Field(default=Decimal("0.6"), ge=0, le=1)
-    pricing_k_d: Decimal = Field(default=Decimal("0.1"), ge=0)
-    pricing_m_min: Decimal = Field(default=Decimal("0.8"), gt=0)
-    pricing_m_max: Decimal = Field(default=Decimal("2.0"), gt=0)
-    sweep_interval_s: float = Field(default=1.0, gt=0)
-    lease_poll_interval_s: float = Field(default=0.2, gt=0)
-    db_pool_size: int = Field(default=10, ge=1)
-    log_level: str = "info"
+    host: str = Field(default="127.0.0.1", description="Address `serve` listens on.")
+    port: int = Field(
+        default=8000, ge=0, le=65535, description="Port `serve` listens on (the AITBC client's)."
+    )
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="SQLAlchemy URL of the database: `sqlite:///PATH` (default: coordinator.db "
+        "in the working directory) or `postgresql+psycopg://USER:PASSWORD@HOST/DB`.",
+    )
+    bootstrap_keys: SecretStr = Field(  # secrets: never in a repr or an error message
+        default=SecretStr(""),
+        description="API keys created at start if missing, comma-separated `role:subject:key` "
+        "(`admin:ops:K1,miner:host-01:K2`). Under systemd, prefer the credential "
+        "`bootstrap-keys` (LoadCredential=), one entry a line.",
+    )
+    heartbeat_interval_s: float = Field(
+        default=10.0, gt=0, description="Heartbeat interval the coordinator asks agents for."
+    )
+    offline_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A miner silent this long shows its GPUs `offline` (not bookable).",
+    )
+    lease_fault_grace_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="A booked GPU offline this long fails its booking, refunding the unused "
+        "time in full.",
+    )
+    refund_ratio: Decimal = Field(
+        default=Decimal("0.5"),
+        ge=0,
+        le=1,
+        description="Share of the unused time's cost a renter gets back on an early release.",
+    )
+    stakers_share: Decimal = Field(
+        default=Decimal("0.05"),
+        ge=0,
+        le=1,
+        description="Share of a miner's revenue from each booking split over its active stakes.",
+    )
+    unbonding_period_s: float = Field(
+        default=604800.0, ge=0, description="Wait between unbonding a stake and completing it."
+    )
+    min_stake: Decimal = Field(
+        default=Decimal("100"), ge=0, description="Smallest stake, in AITBC."
+    )
+    # Market-balance pricing: m = clamp(1 + k*(u - u_target) + k_d*d, m_min, m_max).
+    pricing_k: Decimal = Field(
+        default=Decimal("1"), ge=0, description="Pricing: weight of utilisation above target."
+    )
+    pricing_u_target: Decimal = Field(
+        default=Decimal("0.6"),
+        ge=0,
+        le=1,
+        description="Pricing: the utilisation (booked / online) at which the price is the list "
+        "price, before demand.",
+    )
+    pricing_k_d: Decimal = Field(
+        default=Decimal("0.1"),
+        ge=0,
+        description="Pricing: weight of demand (bookings in 24 h per online GPU).",
+    )
+    pricing_m_min: Decimal = Field(
+        default=Decimal("0.8"), gt=0, description="Pricing: lowest multiplier of the list price."
+    )
+    pricing_m_max: Decimal = Field(
+        default=Decimal("2.0"), gt=0, description="Pricing: highest multiplier of the list price."
+    )
+    sweep_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often expired bookings and provider faults are settled.",
+    )
+    lease_poll_interval_s: float = Field(
+        default=0.2,
+        gt=0,
+        description="SQLite only: how often a lease long poll looks for changes made by other "
+        "processes (PostgreSQL is woken by LISTEN/NOTIFY).",
+    )
+    db_pool_size: int = Field(
+        default=10, ge=1, description="Database connections kept open per process."
+    )
+    log_level: str = Field(
+        default="info", description="uvicorn's log level: critical, error, warning, info, debug."
+    )
 
     @field_validator("bootstrap_keys")
     @classmethod

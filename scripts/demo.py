@@ -226,6 +226,12 @@ def run_demo(work: Path, procs: list[subprocess.Popen[bytes]]) -> int:
         f"alice booked {gpu_id} for 1 h at {booking['price_per_hour']} AITBC/h "
         f"(total {booking['total_cost']}): booking {booking['booking_id']}"
     )
+    multiplier = booking["pricing_factors"].get("multiplier")
+    say(
+        f"    │ price = list {booking['base_price']} × market multiplier {multiplier}: "
+        "few of this model are booked, so the price sits below list "
+        "(docs/renter-quickstart.md, 'What a GPU costs')"
+    )
 
     def lease_state() -> str | None:
         current = http.get(f"/v1/marketplace/gpu/{gpu_id}").json().get("current_booking")
@@ -239,6 +245,10 @@ def run_demo(work: Path, procs: list[subprocess.Popen[bytes]]) -> int:
     r = http.post(f"/v1/marketplace/gpu/{gpu_id}/release", headers=client)
     r.raise_for_status()
     say(f"alice released {gpu_id}: refund {r.json()['refund']} AITBC")
+    say(
+        f"    │ refund = 50 % of the unused time's share of {booking['total_cost']}; the "
+        "seconds used are paid in full (docs/renter-quickstart.md, 'Ending early')"
+    )
 
     def stopped() -> bool:
         orders = http.get("/v1/marketplace/orders", headers=client).json()

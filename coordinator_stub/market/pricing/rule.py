@@ -98,9 +98,10 @@ class MarketPrice:
             "booked_gpus": snap.booked_gpus,
             "total_gpus": snap.total_gpus,
             "bookings_24h": snap.bookings_24h,
-            "utilization": str(self.utilization),
-            "demand": str(self.demand),
-            "multiplier": str(self.multiplier),
+            # Fixed-point text: str() of a quantized zero is "0E-8", which reads like a bug.
+            "utilization": format(self.utilization, "f"),
+            "demand": format(self.demand, "f"),
+            "multiplier": format(self.multiplier, "f"),
             "confidence": self.confidence,
             "trend": self.trend,
         }

@@ -115,6 +115,14 @@ def test_market_balance_rule_by_hand() -> None:
     assert any("capped" in reason for reason in price_market(market(2, 2, 100), PARAMS).reasoning)
 
 
+def test_pricing_factors_are_fixed_point_text_even_when_zero() -> None:
+    # An idle market: u = d = 0. str() of a quantized zero is "0E-8"; renters read these.
+    factors = price_market(market(online=2, booked=0), PARAMS).factors()
+    assert factors["utilization"] == "0.00000000"
+    assert factors["demand"] == "0.00000000"
+    assert factors["multiplier"] == "0.80000000"
+
+
 def test_trend_follows_demand_between_the_two_windows() -> None:
     def trend(now: int, before: int) -> str:
         snap = MarketSnapshot("M", 2, 2, 0, bookings_24h=now, bookings_prev_24h=before)
