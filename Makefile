@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-all lint lint-imports check demo bench gpu-check clean
+.PHONY: venv test test-all lint lint-imports check demo docs bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,10 @@ check: lint test
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+# docs/api.md and docs/configuration.md, rendered from the code (a test fails when they are stale).
+docs: $(STAMP)
+	$(PY) scripts/render_docs.py
 
 bench: $(STAMP)
 	scripts/with-postgres.sh $(PY) bench/run_all.py $(BENCH)

@@ -1,6 +1,6 @@
 """Agent resources: RSS and CPU of `aitbc-agent run` at 8 simulated GPUs, 10 s heartbeat.
 
-Protocol (SPEC §5: RSS < 60 MiB and < 1 % of a core): one coordinator process (uvicorn, one
+Protocol (docs/benchmarks.md): one coordinator process (uvicorn, one
 worker, fresh SQLite) and one agent process with 8 simulated GPUs at the default 10 s heartbeat
 (registered, heartbeating, lease long poll open). After `--warmup` seconds, the agent's CPU time
 (utime + stime from /proc/<pid>/stat) is taken over `--duration` seconds and its RSS sampled

@@ -1,7 +1,7 @@
-"""Booking contention: many renters book the same GPU at once; exactly one may win (SPEC §3.5).
+"""Booking contention: many renters book the same GPU at once; exactly one may win (docs/api.md).
 
-Protocol (SPEC §5): one coordinator process (uvicorn, one worker) on a fresh SQLite file in WAL
-mode, or on `--database-url` (PostgreSQL with its defaults); this script is the load generator in
+Protocol (docs/benchmarks.md): one coordinator process (uvicorn, one worker) on a fresh SQLite file
+in WAL mode, or on `--database-url` (PostgreSQL with its defaults); this script is the load generator in
 another process. Each round registers a fresh GPU (and heartbeats its miner so it is available),
 then `--concurrency` threads, released together by a barrier, each send one book request for it
 from their own connection. Every round must end with exactly one 201 and the rest 409; the JSON

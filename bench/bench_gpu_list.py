@@ -1,6 +1,6 @@
 """Benchmark: filtered `GET /v1/marketplace/gpu/list` pages with 100 000 GPUs in the database.
 
-Protocol (SPEC §5): one coordinator process (uvicorn, 1 worker) and the load generator in
+Protocol (docs/benchmarks.md): one coordinator process (uvicorn, 1 worker) and the load generator in
 another process on the same machine; SQLite in WAL mode (or `--database-url` for PostgreSQL);
 the figures are the median over `--runs` (≥ 3) runs. Prints one JSON document.
 

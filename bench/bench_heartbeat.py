@@ -1,7 +1,7 @@
 """Heartbeat ingest: heartbeats/s (8 GPUs each) into one coordinator process on SQLite.
 
-Protocol (SPEC §5): one coordinator process (`python -m coordinator_stub serve`: uvicorn, one
-worker, its sweeper running) on a fresh SQLite file in WAL mode; this script is the load generator,
+Protocol (docs/benchmarks.md): one coordinator process (`python -m coordinator_stub serve`:
+uvicorn, one worker, its sweeper running) on a fresh SQLite file in WAL mode; this script is the load generator,
 in another process. Each heartbeat is a real agent's: a miner's key, 8 GPUs with uuid, health and
 four metrics, `agent` info and its lease report; every answer is checked for 200.
 

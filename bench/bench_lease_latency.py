@@ -1,4 +1,4 @@
-"""Lease latency: from a renter's book request to the agent's `started` ack (SPEC §5, < 0.5 s p50).
+"""Lease latency: from a renter's book request to the agent's `started` ack (docs/benchmarks.md).
 
 Protocol: one coordinator process (uvicorn, one worker, fresh SQLite in WAL mode) and one agent
 process (4 simulated GPUs, the default 10 s heartbeat, so only the lease long poll can deliver

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-# Name → script and arguments. Heavy ones keep their documented defaults (SPEC §5 protocol).
+# Name → script and arguments. Heavy ones keep their documented defaults (docs/benchmarks.md).
 BENCHMARKS: dict[str, list[str]] = {
     "gpu_sample": ["bench_gpu_sample.py"],
     "gpu_list_sqlite": ["bench_gpu_list.py"],

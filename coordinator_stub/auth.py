@@ -1,4 +1,7 @@
-"""API keys: SHA-256 at rest, constant-time comparison, one role and subject per key (SPEC §2)."""
+"""API keys: SHA-256 at rest, constant-time comparison, one role and subject per key.
+
+Who may call what is in docs/renter-quickstart.md (Conventions) and docs/api.md.
+"""
 
 from __future__ import annotations
 

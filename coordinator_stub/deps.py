@@ -1,4 +1,4 @@
-"""FastAPI dependencies: settings, database, clock, and who is calling (SPEC §2 auth rules)."""
+"""FastAPI dependencies: settings, database, clock, and who is calling (the API key)."""
 
 from __future__ import annotations
 

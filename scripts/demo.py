@@ -228,7 +228,7 @@ def run_demo(work: Path, procs: list[subprocess.Popen[bytes]]) -> int:
     )
     multiplier = booking["pricing_factors"].get("multiplier")
     say(
-        f"    │ price = list {booking['base_price']} × market multiplier {multiplier}: "
+        f"    │ price = list {booking['base_price']} x market multiplier {multiplier}: "
         "few of this model are booked, so the price sits below list "
         "(docs/renter-quickstart.md, 'What a GPU costs')"
     )

@@ -99,7 +99,7 @@ def _constraints(schema: dict[str, Any]) -> list[str]:
 
 
 def _describe(schema: dict[str, Any]) -> str:
-    words = [schema.get("description", "")] + _constraints(schema)
+    words = [schema.get("description", ""), *_constraints(schema)]
     return "; ".join(w for w in words if w)
 
 
@@ -176,7 +176,7 @@ def render_api(openapi: dict[str, Any]) -> str:
                 op = item[method]
                 by_tag.setdefault((op.get("tags") or ["other"])[0], []).append((method, path, op))
     lines += ["## Operations", ""]
-    for tag, ops in by_tag.items():
+    for tag in by_tag:
         lines += [f"- [{_tag_title(tag)}](#{_tag_title(tag).lower().replace(' ', '-')})"]
     lines.append("")
     for tag, ops in by_tag.items():
@@ -194,7 +194,7 @@ def render_api(openapi: dict[str, Any]) -> str:
 
 def _type_name(annotation: Any) -> str:
     origin = typing.get_origin(annotation)
-    args = [a for a in typing.get_args(annotation)]
+    args = list(typing.get_args(annotation))
     if origin is typing.Annotated:
         return _type_name(args[0])
     if origin in (typing.Union, types.UnionType):
@@ -322,7 +322,8 @@ def render_config() -> str:
     ]
     for section, field in AgentSettings.model_fields.items():
         model = field.annotation
-        assert isinstance(model, type) and issubclass(model, BaseModel)
+        assert isinstance(model, type)
+        assert issubclass(model, BaseModel)
         lines += [f"### `[{section}]`", "", field.description or "", ""]
         lines += _agent_table(model, section, env=True)
     lines += [

@@ -1,6 +1,6 @@
 """The GPU layer: fingerprints, samples and health from NVML or from simulated GPUs.
 
-Imports only the standard library and `pynvml` (in `nvml.py`, loaded lazily) — nothing else of
+Imports only the standard library and `pynvml` (in `nvml/`, loaded lazily) — nothing else of
 the agent; its errors are its own (`agent.gpu.errors`) — so it runs on a bare GPU host with
 `python3` alone.
 

@@ -38,7 +38,7 @@ def probe_document(
     gpus: Sequence[GpuInfo],
     samples: Sequence[GpuSample],
 ) -> dict[str, Any]:
-    """The whole probe document (SPEC §4.1): driver facts plus one record per GPU."""
+    """The whole probe document (docs/troubleshooting.md): driver facts plus one record per GPU."""
     by_index = {s.index: s for s in samples}
     return {
         "backend": backend_kind,

@@ -139,7 +139,8 @@ class AckSender:
     def _refused(
         self, booking_id: str, ack: tuple[int, str], failure: CoordinatorRejectedError
     ) -> None:
-        """A 4xx for one ack: retry that one on a long schedule ("until accepted", SPEC)."""
+        """A 4xx for one ack: retry that one on a long schedule (acks are retried until
+        accepted, docs/miner-protocol.md)."""
         retry = self._retry.get(booking_id)
         if retry is None or retry.ack != ack:
             retry = _AckRetry(ack, Backoff(ACK_REFUSED_INITIAL_S, ACK_REFUSED_CAP_S))

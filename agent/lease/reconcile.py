@@ -4,7 +4,7 @@ No I/O and no clock of its own: the caller passes `now`, the held leases from th
 the desired leases from the coordinator (or None when it cannot be reached) and what it knows
 of its GPUs, and gets back a list of actions to carry out in order.
 
-Rules (SPEC §3.11, §4.2):
+Rules (docs/miner-protocol.md):
 - a new active lease starts when its GPU is present and healthy, else it is rejected;
 - a held lease stops when the coordinator marks it ended or no longer lists it (release);
 - a held lease expires at its `end_time` — never earlier — whatever the coordinator says or

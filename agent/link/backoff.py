@@ -48,8 +48,8 @@ _NOT_REFUSALS = frozenset({404, 409, 429})  # register again / a race / throttle
 
 
 def is_refusal(exc: BaseException) -> bool:
-    """A 4xx that retrying soon will not change (SPEC: "4xx other than 404/409: not retried
-    blindly"); 429 is throttling, retried when the coordinator says."""
+    """A 4xx that retrying soon will not change (404 and 409 are handled by their callers,
+    docs/miner-protocol.md); 429 is throttling, retried when the coordinator says."""
     return isinstance(exc, CoordinatorRejectedError) and exc.status_code not in _NOT_REFUSALS
 
 

@@ -1,7 +1,7 @@
 """Rentable units of the host's GPUs and per-unit views of the latest samples.
 
 A rentable unit is what the agent registers, heartbeats and leases: a whole GPU, or — on a GPU
-with MIG mode on — each of its MIG instances (SPEC §4.1), never that parent itself. Pure
+with MIG mode on — each of its MIG instances (docs/miner-protocol.md), never that parent. Pure
 functions of (fingerprints, latest samples by physical uuid, unit uuid → gpu_id); the daemon
 calls them under its lock. The lease layer's view of a unit is `agent.lease.reconcile.gpu_views`,
 the status file's and the metrics endpoint's are in `agent.service.status`.

@@ -1,4 +1,4 @@
-"""The coordinator API as the agent sees it (SPEC §3.2, §3.11): the agent's own pydantic copy.
+"""The coordinator API as the agent sees it (docs/api.md): the agent's own pydantic copy.
 
 Requests are strict about what the agent sends; responses ignore unknown keys, so a newer
 coordinator that adds fields never breaks an older agent.

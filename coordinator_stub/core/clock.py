@@ -1,4 +1,4 @@
-"""Time and ids: UTC clock, RFC 3339 rendering, CSPRNG ids (SPEC §2)."""
+"""Time and ids: UTC clock, RFC 3339 rendering, CSPRNG ids (docs/renter-quickstart.md)."""
 
 from __future__ import annotations
 

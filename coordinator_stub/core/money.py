@@ -1,4 +1,4 @@
-"""AITBC amounts: `Decimal`, 8 fractional digits, half-even; JSON strings out (SPEC §2).
+"""AITBC amounts: `Decimal`, 8 fractional digits, half-even; JSON strings out.
 
 In the database an amount is an integer count of 1e-8 units, so SQLite and PostgreSQL both do
 exact arithmetic and an `UPDATE ... SET balance = balance - :x WHERE balance >= :x` stays atomic.

@@ -1,0 +1,1 @@
+"""Money that is conserved: balanced transfers between accounts, and staking on miners."""

@@ -1,4 +1,4 @@
-"""Stakes, pools and rewards (SPEC §3.8), on the ledger's `balance` and `staked` buckets.
+"""Stakes, pools and rewards (docs/api.md), on the ledger's `balance` and `staked` buckets.
 
 A stake's life: `active` (principal moved balance → staked) → `unbond` once the lock has ended →
 `unbonding` (still counted in the pool, earns nothing) → `complete` once `unbonding_period_s`

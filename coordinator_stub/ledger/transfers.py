@@ -1,4 +1,4 @@
-"""Balanced transfers between account buckets; the conservation invariant (SPEC §3.8).
+"""Balanced transfers between account buckets; the conservation invariant (docs/api.md).
 
 Every subject has three buckets: `balance` (spendable), `escrowed` (held for bookings) and
 `staked` (stake principal + rewards). Money enters only by `credit` (admin). Every other change is

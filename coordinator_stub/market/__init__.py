@@ -1,0 +1,1 @@
+"""The marketplace: GPUs, search, status, bookings (no double booking), reviews, pricing, offers."""

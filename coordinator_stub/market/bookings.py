@@ -1,4 +1,4 @@
-"""The booking state machine and its settlement; no double booking (SPEC §3.5, §3.6).
+"""The booking state machine and its settlement; no double booking (docs/api.md).
 
     active ──release by its client──────────────▶ released               (refund_ratio * unused)
        │  ──release by miner/admin, forced delete▶ cancelled_by_provider  (100 % of unused)
@@ -72,7 +72,7 @@ def effective_status(booking: Booking, now: datetime) -> str:
 
 
 def refund_for(booking: Booking, *, outcome: str, now: datetime, ratio: Decimal) -> Decimal:
-    """SPEC §3.6: used time is never paid back; unused time is refunded at `ratio` (a renter's
+    """docs/api.md: used time is never paid back; unused time is refunded at `ratio` (a renter's
     release) or in full (the provider's fault); a completed booking refunds nothing."""
     if outcome == "completed":
         return ZERO

@@ -1,4 +1,4 @@
-"""The GPU object of SPEC §3.1, in one place: the row query and the serializer.
+"""The GPU object of docs/api.md, in one place: the row query and the serializer.
 
 List, details (and anything else that shows a GPU) select through `gpu_rows()`, which is
 `status.select_gpus()` plus the miner's last heartbeat, and render with `gpu_object()`, so a GPU

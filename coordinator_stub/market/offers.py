@@ -1,4 +1,4 @@
-"""Offers and bids, the older marketplace surface the legacy client speaks (SPEC §3.10).
+"""Offers and bids, the older marketplace surface the legacy client speaks (docs/api.md).
 
 An offer is one (miner, exact GPU model). `sync_offers` (admin) creates the offer rows and
 refreshes their descriptive fields; the figures that follow from time — `gpu_count`, `capacity`,

@@ -1,4 +1,4 @@
-"""GPU reviews (SPEC §3.7): only renters review, one review per booking, exact aggregates.
+"""GPU reviews (docs/api.md): only renters review, one review per booking, exact aggregates.
 
 The aggregates on the GPU row (`rating_sum`, `total_reviews`) change only by an atomic
 `UPDATE ... SET x = x + :n ... RETURNING`, in the transaction that inserts the review, so they

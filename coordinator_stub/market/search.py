@@ -1,4 +1,4 @@
-"""The GPU list query (SPEC §3.3), fast at 100 000 GPUs on SQLite and PostgreSQL.
+"""The GPU list query (docs/api.md), fast at 100 000 GPUs on SQLite and PostgreSQL.
 
 The list is ordered by (list price, id); `ix_gpus_price_id` yields that order, so a filter that
 many GPUs pass (available, booked, a price ceiling) stops after about a page of index entries.

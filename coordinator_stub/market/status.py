@@ -1,6 +1,6 @@
 """A GPU's status (`available | booked | offline`), derived when read, as one SQL expression.
 
-This is the only place the rule of SPEC §3.1 lives; list, details, book, offers and pricing all
+This is the only place the rule of docs/api.md lives; list, details, book, offers and pricing all
 select through `select_gpus()` so they can never disagree:
 
 - offline: the miner never heartbeated, or its last heartbeat is older than `offline_after_s`,

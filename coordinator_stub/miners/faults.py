@@ -1,4 +1,6 @@
-"""The provider-fault rule (SPEC §3.11): a booked GPU offline past the grace fails its booking.
+"""The provider-fault rule: a booked GPU offline past the grace fails its booking.
+
+The rule is in docs/miner-protocol.md (Provider faults).
 
 A GPU is offline (status.py) while any of these holds, and each has held since a known moment:
 - its miner's last heartbeat is stale: since `last_heartbeat_at + offline_after_s`;

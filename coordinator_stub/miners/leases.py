@@ -1,4 +1,4 @@
-"""Desired leases of a miner, lease versions and lease acks (SPEC §3.11).
+"""Desired leases of a miner, lease versions and lease acks (docs/miner-protocol.md).
 
 Who calls what: every code path that changes a miner's desired lease set (book, release, expiry,
 forced delete, fault, rejection) calls `market.lease_signal.lease_set_changed()` inside its own

@@ -1,4 +1,4 @@
-"""The caller's own account and ledger entries (SPEC §3.8)."""
+"""The caller's own account and ledger entries (docs/api.md)."""
 
 from __future__ import annotations
 

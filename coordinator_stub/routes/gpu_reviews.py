@@ -1,4 +1,4 @@
-"""GPU reviews (SPEC §3.7): public reading, posting by clients who booked the GPU."""
+"""GPU reviews (docs/api.md): public reading, posting by clients who booked the GPU."""
 
 from __future__ import annotations
 

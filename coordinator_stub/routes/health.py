@@ -1,4 +1,4 @@
-"""Liveness and readiness (SPEC §2)."""
+"""Liveness and readiness (docs/api.md#health)."""
 
 from __future__ import annotations
 

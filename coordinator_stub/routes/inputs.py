@@ -1,4 +1,4 @@
-"""Input types shared by the marketplace routes: the limits of SPEC §2, checked before the database.
+"""Input types shared by the marketplace routes: their limits, checked before the database.
 
 PostgreSQL refuses text with NUL characters (a driver error, i.e. a 500), so every free-text
 input goes through `Text`, which turns one into a 422. Ids in paths are checked by `is_id_shaped`:

@@ -1,4 +1,4 @@
-"""Offers, miner-offers, stats and bids: the older marketplace endpoints (SPEC §3.10)."""
+"""Offers, miner-offers, stats and bids: the older marketplace endpoints (docs/api.md)."""
 
 from __future__ import annotations
 

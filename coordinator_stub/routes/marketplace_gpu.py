@@ -1,4 +1,4 @@
-"""The GPU marketplace (SPEC §3.2-3.6): register, list, details, delete, book, release, confirm.
+"""The GPU marketplace (docs/api.md): register, list, details, delete, book, release, confirm.
 
 Handlers are thin: validate, open one transaction, call the domain function (gpus.py,
 bookings.py), render. Reviews and orders live in their own modules and are mounted here.

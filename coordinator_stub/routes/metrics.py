@@ -1,4 +1,4 @@
-"""Prometheus metrics at `GET /metrics` (SPEC §2): one registry per app, never the global one.
+"""Prometheus metrics at `GET /metrics` (docs/api.md): one registry per app, never the global one.
 
 Two sources:
 - `MetricsMiddleware` (pure ASGI) counts requests by method, route template and status, and

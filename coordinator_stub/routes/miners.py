@@ -1,4 +1,4 @@
-"""The miner protocol (SPEC §3.11): register, heartbeat, lease long poll, lease acks, leave.
+"""The miner protocol (docs/miner-protocol.md): register, heartbeat, lease long poll, acks, leave.
 
 Register and heartbeat drive every GPU's liveness (`market.status` derives `offline` from them;
 `miners.heartbeats` writes them); the desired leases come from `miners.leases`; the long poll

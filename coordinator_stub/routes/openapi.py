@@ -2,7 +2,7 @@
 
 FastAPI documents every 422 as `HTTPValidationError` (`detail` a list of field errors). The
 coordinator also answers 422 for a rule on a well-formed value (`UnprocessableError`, e.g. a stake
-below the minimum), with the house error body `{"detail": "<sentence>"}` (SPEC §2). The schema
+below the minimum), with the house error body `{"detail": "<sentence>"}`. The schema
 says so, so clients and the schemathesis run can rely on it.
 """
 

@@ -1,4 +1,4 @@
-"""Orders (SPEC §3.7): bookings as the caller may see them — a client its own, a miner those on
+"""Orders (docs/api.md): bookings as the caller may see them — a client its own, a miner those on
 its GPUs, an admin all. A booking past its end_time reads `completed` before it is settled."""
 
 from __future__ import annotations

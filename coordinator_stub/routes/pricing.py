@@ -1,4 +1,4 @@
-"""Dynamic pricing (SPEC §3.9): the market view of a model, and one GPU's quote.
+"""Dynamic pricing (docs/renter-quickstart.md): the market view of a model, and one GPU's quote.
 
 Both are reads: they never write, so asking a hundred times changes nothing.
 """

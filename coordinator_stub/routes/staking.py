@@ -1,4 +1,4 @@
-"""Staking (SPEC §3.8): stakes on a miner's pool, unbond, complete, rewards, pools, stats."""
+"""Staking (docs/api.md): stakes on a miner's pool, unbond, complete, rewards, pools, stats."""
 
 from __future__ import annotations
 

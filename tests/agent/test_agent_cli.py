@@ -28,8 +28,8 @@ model = "NVIDIA L4"
 memory_mib = 23034
 """
 
-# SPEC §4.1: the probe document's keys (plus the rest of the fingerprint and sample fields).
-SPEC_GPU_KEYS = {
+# The probe document's keys (plus the rest of the fingerprint and sample fields).
+DOCUMENTED_GPU_KEYS = {
     "index", "uuid", "name", "memory_total_mib", "compute_capability", "pci_bus_id",
     "driver_version", "cuda_driver_version", "power_limit_w", "max_sm_clock_mhz",
     "max_memory_clock_mhz", "persistence_mode", "mig_mode", "mig_devices",
@@ -62,7 +62,7 @@ def test_probe_json_prints_one_document_with_every_field(
     assert {"driver_version", "cuda_driver_version", "nvml_version", "gpus"} <= set(doc)
     assert [g["name"] for g in doc["gpus"]] == ["NVIDIA H100 80GB HBM3"] * 2 + ["NVIDIA L4"]
     for g in doc["gpus"]:
-        assert set(g) >= SPEC_GPU_KEYS
+        assert set(g) >= DOCUMENTED_GPU_KEYS
     assert doc["gpus"][0]["utilization_pct"] == 35
     assert doc["gpus"][2]["memory_total_mib"] == 23034
     assert "probe_finished" in err

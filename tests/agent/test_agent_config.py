@@ -13,7 +13,7 @@ from agent.config import AgentSettings, load_settings
 from agent.errors import EX_CONFIG, ConfigError
 from agent.gpu import make_backend
 
-SPEC_EXAMPLE = """
+DOCUMENTED_EXAMPLE = """
 [coordinator]
 url = "http://127.0.0.1:8000"
 api_key_file = "/etc/aitbc-agent/api-key"
@@ -59,7 +59,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_spec_example_loads_with_its_values(tmp_path: Path) -> None:
-    s = load_settings(write(tmp_path, SPEC_EXAMPLE))
+    s = load_settings(write(tmp_path, DOCUMENTED_EXAMPLE))
     assert s.coordinator.miner_id == "host-01"
     assert s.coordinator.api_key_file == Path("/etc/aitbc-agent/api-key")
     assert s.agent.region == "eu-west"

@@ -1,4 +1,4 @@
-"""The systemd units verify cleanly and keep the promises of SPEC §4.3; the example config
+"""The systemd units verify cleanly and keep the promises of docs/operations.md; the example config
 loads."""
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ def market_price(
 
 
 def quote_gpu(session: Session, gpu: Gpu, *, now: datetime, settings: CoordinatorSettings) -> Quote:
-    """The price per hour a booking of `gpu` made at `now` pays (SPEC §3.9)."""
+    """The price per hour a booking of `gpu` made at `now` pays (docs/renter-quickstart.md)."""
     market = market_price(session, gpu.model, now=now, settings=settings)
     return Quote(
         price_per_hour=market.price(gpu.price_per_hour),

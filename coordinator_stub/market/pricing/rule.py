@@ -1,4 +1,4 @@
-"""The market-balance pricing engine (SPEC §3.9): market inputs in, prices out.
+"""The market-balance pricing engine (docs/renter-quickstart.md): market inputs in, prices out.
 
 Pure: no database, no clock, nothing random, no state between calls. `quotes.py` gathers the
 inputs of one market (all GPUs of one exact model) and calls `price_market`; the pricing endpoint

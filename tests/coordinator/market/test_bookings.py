@@ -1,4 +1,4 @@
-"""Booking, release, confirm, expiry and settlement (SPEC §3.5, §3.6)."""
+"""Booking, release, confirm, expiry and settlement (docs/api.md)."""
 
 from __future__ import annotations
 

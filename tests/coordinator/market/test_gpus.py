@@ -1,4 +1,4 @@
-"""GPU register, list, details and delete (SPEC §3.1-3.4)."""
+"""GPU register, list, details and delete (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`status_condition(s)` selects exactly the GPUs whose status CASE reads `s` (SPEC §3.1).
+"""`status_condition(s)` selects exactly the GPUs whose status CASE reads `s` (docs/api.md).
 
 The population is written straight into the database so that every state of the rule, and its
 boundaries, is there at once: miners that never heartbeated, went stale, sit exactly on the

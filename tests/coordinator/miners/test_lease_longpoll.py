@@ -1,4 +1,4 @@
-"""The lease long poll (`GET /v1/miners/leases`): answers, waits, and wakes (SPEC §3.11).
+"""The lease long poll (`GET /v1/miners/leases`): answers, waits, and wakes.
 
 Wake-up paths under test: in-process (a commit in the same coordinator), SQLite across
 processes (the version poller), PostgreSQL across processes (LISTEN/NOTIFY).

@@ -1,4 +1,4 @@
-"""The miner protocol of SPEC §3.11, coordinator side: desired leases, acks, leave, faults."""
+"""The miner protocol (docs/miner-protocol.md), coordinator side: leases, acks, leave, faults."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The AITBC legacy CLI (`aitbc marketplace gpu ...`, v0.2.0 flavour) over real HTTP.
 
-Each request is built the way that client builds it (SPEC §3.10; research §6): a fresh
+Each request is built the way that client builds it (docs/api.md): a fresh
 `httpx.Client` per command, `X-Api-Key` on every call (`""` when no key is configured),
 `X-Miner-ID: default` on register, query values as the client passes them, `gpu_id` and
 `total_cost` in the book body, `{"client_id": <its key>}` on confirm, no body at all on release,

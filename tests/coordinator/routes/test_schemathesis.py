@@ -1,4 +1,4 @@
-"""Fuzz every endpoint of a running coordinator from its own `/openapi.json` (SPEC §5).
+"""Fuzz every endpoint of a running coordinator from its own `/openapi.json` (docs/benchmarks.md).
 
 A real `aitbc-coordinator serve` process, a small seeded market (GPUs, a booking, a stake, a
 bid, offers) and a valid admin key, so requests get past auth into the handlers. Bounded: a
