@@ -1,12 +1,12 @@
 """Booking contention: many renters book the same GPU at once; exactly one may win (docs/api.md).
 
 Protocol (docs/benchmarks.md): one coordinator process (uvicorn, one worker) on a fresh SQLite file
-in WAL mode, or on `--database-url` (PostgreSQL with its defaults); this script is the load generator in
-another process. Each round registers a fresh GPU (and heartbeats its miner so it is available),
-then `--concurrency` threads, released together by a barrier, each send one book request for it
-from their own connection. Every round must end with exactly one 201 and the rest 409; the JSON
-reports that check, the latency of the contended requests (p50/p99) and the burst's throughput,
-per run and as the median over `--runs` runs (fresh processes each run).
+in WAL mode, or on `--database-url` (PostgreSQL with its defaults); this script is the load
+generator in another process. Each round registers a fresh GPU (and heartbeats its miner so it is
+available), then `--concurrency` threads, released together by a barrier, each send one book
+request for it from their own connection. Every round must end with exactly one 201 and the rest
+409; the JSON reports that check, the latency of the contended requests (p50/p99) and the burst's
+throughput, per run and as the median over `--runs` runs (fresh processes each run).
 
     .venv/bin/python bench/bench_booking_contention.py [--rounds 20] [--concurrency 50] [--runs 3]
 """

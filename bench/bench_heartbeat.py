@@ -1,9 +1,9 @@
 """Heartbeat ingest: heartbeats/s (8 GPUs each) into one coordinator process on SQLite.
 
-Protocol (docs/benchmarks.md): one coordinator process (`python -m coordinator_stub serve`:
-uvicorn, one worker, its sweeper running) on a fresh SQLite file in WAL mode; this script is the load generator,
-in another process. Each heartbeat is a real agent's: a miner's key, 8 GPUs with uuid, health and
-four metrics, `agent` info and its lease report; every answer is checked for 200.
+Protocol (docs/benchmarks.md): one coordinator process (`python -m coordinator_stub serve`: uvicorn,
+one worker, its sweeper running) on a fresh SQLite file in WAL mode; this script is the load
+generator, in another process. Each heartbeat is a real agent's: a miner's key, 8 GPUs with uuid,
+health and four metrics, `agent` info and its lease report; every answer is checked for 200.
 
 Two modes, each run `--runs` times (the median is reported):
 - `open`: heartbeats arrive at a fixed rate (`--rate`, default 500/s, like 5000 agents at a 10 s
