@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -226,10 +227,14 @@ def run_demo(work: Path, procs: list[subprocess.Popen[bytes]]) -> int:
         f"alice booked {gpu_id} for 1 h at {booking['price_per_hour']} AITBC/h "
         f"(total {booking['total_cost']}): booking {booking['booking_id']}"
     )
-    multiplier = booking["pricing_factors"].get("multiplier")
+    multiplier = booking["pricing_factors"].get("multiplier", "1")
+    market = {
+        -1: "little of this model is booked, so the price sits below list",
+        0: "the market is balanced, so the price is the list price",
+        1: "this model is in demand, so the price is above list",
+    }[(Decimal(multiplier) > 1) - (Decimal(multiplier) < 1)]
     say(
-        f"    │ price = list {booking['base_price']} x market multiplier {multiplier}: "
-        "few of this model are booked, so the price sits below list "
+        f"    │ price = list {booking['base_price']} x market multiplier {multiplier}: {market} "
         "(docs/renter-quickstart.md, 'What a GPU costs')"
     )
 
