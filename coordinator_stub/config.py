@@ -78,6 +78,23 @@ class CoordinatorSettings(BaseSettings):
         le=1,
         description="Share of a miner's revenue from each booking split over its active stakes.",
     )
+    min_booking_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Shortest booking a renter may make; shorter ones are refused (422), so no "
+        "one can buy demand or review rights for next to nothing.",
+    )
+    min_charge: Decimal = Field(
+        default=Decimal("0.001"),
+        ge=0,
+        description="Least a booking costs, in AITBC, whatever its price and duration.",
+    )
+    review_min_run_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="A booking gives its renter the right to review the GPU once it has run "
+        "this long, or once it completed.",
+    )
     unbonding_period_s: float = Field(
         default=604800.0, ge=0, description="Wait between unbonding a stake and completing it."
     )

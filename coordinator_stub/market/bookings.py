@@ -182,6 +182,17 @@ def gpu_for_update(
     return state
 
 
+def check_duration(duration_hours: float, settings: CoordinatorSettings) -> None:
+    """Refuse a booking shorter than `min_booking_s`: one that short buys next to nothing but
+    would still count in its market's demand and give a review right (quotes refuse it too)."""
+    if duration_hours * 3600 < settings.min_booking_s:
+        minimum = settings.min_booking_s
+        raise UnprocessableError(
+            f"duration_hours is too short: the shortest booking is {minimum:g} s "
+            f"({minimum / 3600:.6g} h)"
+        )
+
+
 def book_gpu(
     session: Session,
     *,
@@ -195,6 +206,7 @@ def book_gpu(
     settings: CoordinatorSettings,
 ) -> BookResult:
     """Book an available GPU at the quote of this moment; the cost goes into escrow."""
+    check_duration(duration_hours, settings)
     gpu, _active, status, _seen = gpu_for_update(
         session, gpu_id, now=now, settings=settings, share_lock=True
     )

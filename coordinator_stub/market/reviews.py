@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from coordinator_stub.core.clock import new_id
-from coordinator_stub.db.models import Booking, Gpu, Review
+from coordinator_stub.db.models import ACTIVE, Booking, Gpu, Review
 from coordinator_stub.errors import ConflictError, ForbiddenError, NotFoundError
 
 _MAX_ATTEMPTS = 5
@@ -44,20 +45,37 @@ def add_review(
     rating: int,
     comment: str | None,
     now: datetime,
+    min_run_s: float = 0.0,
 ) -> ReviewAdded:
-    """Review the client's oldest unreviewed booking of this GPU."""
+    """Review the client's oldest unreviewed booking of this GPU that earned the right.
+
+    A booking earns it by completing, or by having run `min_run_s` (settings.review_min_run_s)
+    — so a review costs at least that much real use, and a stream of near-free bookings buys
+    none.
+    """
     live_gpu(session, gpu_id)
     mine = select(Booking.id).where(Booking.gpu_id == gpu_id, Booking.client_id == client_id)
     if session.scalar(mine.limit(1)) is None:
         raise ForbiddenError("only a client who booked this GPU may review it")
     for _ in range(_MAX_ATTEMPTS):
-        booking_id = session.scalar(
-            mine.where(~exists().where(Review.booking_id == Booking.id))
+        unreviewed = session.execute(
+            select(
+                Booking.id, Booking.status, Booking.start_time, Booking.end_time, Booking.ended_at
+            )
+            .where(Booking.gpu_id == gpu_id, Booking.client_id == client_id)
+            .where(~exists().where(Review.booking_id == Booking.id))
             .order_by(Booking.created_at, Booking.id)
-            .limit(1)
+        ).all()
+        if not unreviewed:
+            break
+        booking_id = next(
+            (row.id for row in unreviewed if _earned_review(row, now, min_run_s)), None
         )
         if booking_id is None:
-            break
+            raise ForbiddenError(
+                f"a booking gives the right to review once it has run {min_run_s:g} s or "
+                "completed; none of yours on this GPU has yet"
+            )
         review = Review(
             id=new_id("rv_"),
             gpu_id=gpu_id,
@@ -82,6 +100,17 @@ def add_review(
         ).one()
         return ReviewAdded(review=review, rating_sum=rating_sum, total_reviews=total_reviews)
     raise ConflictError("every booking of yours on this GPU has been reviewed already")
+
+
+def _earned_review(booking: Any, now: datetime, min_run_s: float) -> bool:
+    """Completed (or past its end, not yet settled), or ran `min_run_s` before it ended."""
+    end_time: datetime = booking.end_time
+    if booking.status == "completed" or (booking.status == ACTIVE and end_time <= now):
+        return True
+    ended: datetime | None = booking.ended_at
+    start: datetime = booking.start_time
+    ran = min(end_time, now if ended is None else ended) - start
+    return ran.total_seconds() >= min_run_s
 
 
 def list_reviews(session: Session, *, gpu_id: str, limit: int, offset: int) -> list[Review]:

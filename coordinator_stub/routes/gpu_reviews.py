@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from coordinator_stub.core.clock import rfc3339
-from coordinator_stub.deps import ClientDep, DbDep, NowDep
+from coordinator_stub.deps import ClientDep, DbDep, NowDep, SettingsDep
 from coordinator_stub.market import reviews
 from coordinator_stub.market.gpu_view import average_rating
 from coordinator_stub.routes.inputs import Limit, LongText, Offset, check_gpu_id
@@ -78,15 +78,19 @@ def list_gpu_reviews(
     "/gpu/{gpu_id}/reviews",
     status_code=201,
     responses={
-        403: {"description": "you never booked this GPU"},
+        403: {
+            "description": "you never booked this GPU, or no booking of yours has run "
+            "review_min_run_s or completed yet"
+        },
         404: {"description": "unknown GPU"},
         409: {"description": "every booking of yours on it is reviewed"},
     },
 )
 def add_gpu_review(
-    gpu_id: str, body: ReviewIn, client: ClientDep, db: DbDep, now: NowDep
+    gpu_id: str, body: ReviewIn, client: ClientDep, db: DbDep, now: NowDep, settings: SettingsDep
 ) -> ReviewAddedOut:
-    """Review a GPU you booked: one review per booking (`comment` may be null)."""
+    """Review a GPU you booked: one review per booking that has run `review_min_run_s` (10
+    minutes by default) or completed (`comment` may be null)."""
     check_gpu_id(gpu_id)
     with db.write() as session:
         added = reviews.add_review(
@@ -96,6 +100,7 @@ def add_gpu_review(
             rating=body.rating,
             comment=body.comment,
             now=now,
+            min_run_s=settings.review_min_run_s,
         )
     return ReviewAddedOut(
         gpu_id=gpu_id,

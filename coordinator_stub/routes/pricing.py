@@ -18,10 +18,12 @@ from coordinator_stub.core.money import ZERO, MoneyOut, quantize
 from coordinator_stub.db.models import Gpu
 from coordinator_stub.deps import DbDep, NowDep, SettingsDep
 from coordinator_stub.errors import NotFoundError
+from coordinator_stub.market.bookings import check_duration
 from coordinator_stub.market.pricing.quotes import market_snapshots, pricing_params, quote_gpu
 from coordinator_stub.market.pricing.rule import (
     GpuPrice,
     MarketSnapshot,
+    demand,
     price_gpus,
     price_market,
     ratio,
@@ -77,7 +79,10 @@ class GpuPricing(BaseModel):
 
 
 class MarketAnalysis(BaseModel):
-    demand_level: float = Field(description="bookings in the last 24 h per online GPU")
+    demand_level: float = Field(
+        description="share of the online GPUs' last 24 h that was booked (GPU-hours held / "
+        "(online GPUs x 24 h))"
+    )
     supply_level: float = Field(description="share of the GPUs that are online")
     utilization_rate: float = Field(description="booked / online")
     online_gpus: int
@@ -219,8 +224,9 @@ def _analysis(markets: list[MarketSnapshot]) -> MarketAnalysis:
     online = sum(m.online_gpus for m in markets)
     booked = sum(m.booked_gpus for m in markets)
     bookings = sum(m.bookings_24h for m in markets)
+    held = sum((m.booked_hours_24h for m in markets), Decimal(0))
     return MarketAnalysis(
-        demand_level=float(ratio(bookings, online)),
+        demand_level=float(demand(held, online)),
         supply_level=float(ratio(online, total)),
         utilization_rate=float(ratio(booked, online)),
         online_gpus=online,
@@ -241,6 +247,7 @@ def get_gpu_quote(
     """What booking this GPU now for `duration_hours` would cost (the booking uses the same
     function, so a booking at the same moment pays exactly this)."""
     check_gpu_id(gpu_id)
+    check_duration(duration_hours, settings)
     with db.read() as session:
         gpu = session.scalar(select(Gpu).where(Gpu.id == gpu_id, Gpu.deleted_at.is_(None)))
         if gpu is None:

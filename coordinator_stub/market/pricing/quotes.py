@@ -2,7 +2,8 @@
 
 Booking and the quote endpoint both call `quote_gpu`, so they agree to the last digit. Nothing
 here writes: the inputs are the GPUs' derived statuses (`status.select_gpus`, the one status
-rule) and the bookings of the last 48 h, both read in the caller's transaction.
+rule) and the bookings of the last 48 h (counts, and the GPU-hours they held), all read in the
+caller's transaction.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from coordinator_stub.config import CoordinatorSettings
-from coordinator_stub.core.money import quantize
+from coordinator_stub.core.money import ZERO, quantize
 from coordinator_stub.db.models import Booking, Gpu
 from coordinator_stub.market.pricing.rule import (
     MarketPrice,
@@ -37,9 +38,10 @@ class Quote:
     multiplier: Decimal
     confidence_score: float
     factors: dict[str, Any] = field(default_factory=dict)
+    min_charge: Decimal = ZERO  # settings.min_charge: the least any booking costs
 
     def total_cost(self, duration_hours: Decimal) -> Decimal:
-        return quantize(duration_hours * self.price_per_hour)
+        return max(quantize(duration_hours * self.price_per_hour), self.min_charge)
 
 
 def pricing_params(settings: CoordinatorSettings) -> PricingParams:
@@ -70,6 +72,7 @@ def market_snapshots(
         select(live.c.model, live.c.status, func.count()).group_by(live.c.model, live.c.status)
     ).all():
         counts[model][status] = int(count)
+    hours = _booked_hours(session, names, now=now)
     recent = and_(Booking.created_at > now - DAY, Booking.created_at <= now)
     previous = and_(Booking.created_at > now - 2 * DAY, Booking.created_at <= now - DAY)
     demand: dict[str, tuple[int, int]] = {}
@@ -95,8 +98,49 @@ def market_snapshots(
             booked_gpus=by_status.get("booked", 0),
             bookings_24h=n_recent,
             bookings_prev_24h=n_previous,
+            booked_hours_24h=hours.get(name, (ZERO, ZERO))[0],
+            booked_hours_prev_24h=hours.get(name, (ZERO, ZERO))[1],
         )
     return snapshots
+
+
+def _booked_hours(
+    session: Session, models: Collection[str], *, now: datetime
+) -> dict[str, tuple[Decimal, Decimal]]:
+    """GPU-hours each market's bookings held in (now - 24 h, now] and in the 24 h before.
+
+    A booking holds its GPU from `start_time` to its release (`ended_at`), its `end_time`, or
+    now, whichever comes first. Summed here rather than in SQL: datetime arithmetic differs
+    between SQLite and PostgreSQL, and only the bookings that touch the last 48 h are read.
+    """
+    start = now - 2 * DAY
+    rows = session.execute(
+        select(Gpu.model, Booking.start_time, Booking.end_time, Booking.ended_at)
+        .join(Gpu, Gpu.id == Booking.gpu_id)
+        .where(
+            Gpu.model.in_(list(models)),
+            Booking.start_time < now,
+            Booking.end_time > start,
+            or_(Booking.ended_at.is_(None), Booking.ended_at > start),
+        )
+    ).all()
+    seconds: dict[str, list[float]] = {}
+    windows = ((now - DAY, now), (start, now - DAY))
+    for model, began, ends, ended in rows:
+        stop = min(ends, now if ended is None else ended, now)
+        held = seconds.setdefault(model, [0.0, 0.0])
+        for i, (lo, hi) in enumerate(windows):
+            overlap = (min(stop, hi) - max(began, lo)).total_seconds()
+            if overlap > 0:
+                held[i] += overlap
+    return {
+        model: (_hours(recent), _hours(previous)) for model, (recent, previous) in seconds.items()
+    }
+
+
+def _hours(seconds: float) -> Decimal:
+    """Seconds as hours to 8 decimals (microsecond-exact inputs, so float is exact enough)."""
+    return quantize(Decimal(repr(seconds)) / Decimal(3600))
 
 
 def market_price(
@@ -115,4 +159,5 @@ def quote_gpu(session: Session, gpu: Gpu, *, now: datetime, settings: Coordinato
         multiplier=market.multiplier,
         confidence_score=market.confidence,
         factors=market.factors(),
+        min_charge=settings.min_charge,
     )

@@ -5,11 +5,13 @@ inputs of one market (all GPUs of one exact model) and calls `price_market`; the
 does the same for every market its model substring matches. Because a booking is priced through
 `quotes.quote_gpu` too, a quote and a booking taken at the same moment agree to the last digit.
 
-For one market, with `online` = GPUs not offline, `booked` = GPUs booked now, `n24` = bookings
-created in the last 24 h:
+For one market, with `online` = GPUs not offline, `booked` = GPUs booked now, `h24` = GPU-hours
+the market's bookings held during the last 24 h (each booking from its start to its end, its
+release, or now):
 
     u = booked / online                        (0 when nothing is online)
-    d = n24 / online                           (0 when nothing is online)
+    d = h24 / (online * 24)                    (0 when nothing is online): the share of the
+                                               market's last day that was rented
     m = clamp(1 + k*(u - u_target) + k_d*d, m_min, m_max)
     dynamic price = quantize(list price * m)
 
@@ -52,12 +54,23 @@ class MarketSnapshot:
     total_gpus: int
     online_gpus: int  # not offline (available + booked)
     booked_gpus: int
-    bookings_24h: int  # bookings created in (now - 24 h, now]
-    bookings_prev_24h: int = 0  # bookings created in (now - 48 h, now - 24 h], for the trend
+    bookings_24h: int  # bookings created in (now - 24 h, now]: shown, and adds to confidence
+    bookings_prev_24h: int = 0  # bookings created in (now - 48 h, now - 24 h]
+    # GPU-hours booked within (now - 24 h, now] and the 24 h before: demand and its trend. Time,
+    # not a count: a thousand one-minute bookings weigh what one 17-hour booking does.
+    booked_hours_24h: Decimal = Decimal(0)
+    booked_hours_prev_24h: Decimal = Decimal(0)
 
     @classmethod
     def from_statuses(
-        cls, model: str, statuses: Iterable[str], *, bookings_24h: int, bookings_prev_24h: int = 0
+        cls,
+        model: str,
+        statuses: Iterable[str],
+        *,
+        bookings_24h: int,
+        bookings_prev_24h: int = 0,
+        booked_hours_24h: Decimal = Decimal(0),
+        booked_hours_prev_24h: Decimal = Decimal(0),
     ) -> MarketSnapshot:
         """Count a market from its GPUs' derived statuses (`available | booked | offline`)."""
         listed = list(statuses)
@@ -68,6 +81,8 @@ class MarketSnapshot:
             booked_gpus=sum(1 for s in listed if s == "booked"),
             bookings_24h=bookings_24h,
             bookings_prev_24h=bookings_prev_24h,
+            booked_hours_24h=booked_hours_24h,
+            booked_hours_prev_24h=booked_hours_prev_24h,
         )
 
 
@@ -98,6 +113,7 @@ class MarketPrice:
             "booked_gpus": snap.booked_gpus,
             "total_gpus": snap.total_gpus,
             "bookings_24h": snap.bookings_24h,
+            "booked_hours_24h": format(snap.booked_hours_24h, "f"),
             # Fixed-point text: str() of a quantized zero is "0E-8", which reads like a bug.
             "utilization": format(self.utilization, "f"),
             "demand": format(self.demand, "f"),
@@ -128,13 +144,21 @@ def confidence(observations: int) -> float:
     return round(min(max(value, CONFIDENCE_MIN), CONFIDENCE_MAX), 4)
 
 
-def trend(bookings_24h: int, bookings_prev_24h: int) -> str:
-    """Demand direction: bookings of the last 24 h against the 24 h before."""
-    if bookings_24h > bookings_prev_24h:
+def trend(booked_hours_24h: Decimal, booked_hours_prev_24h: Decimal) -> str:
+    """Demand direction: GPU-hours booked in the last 24 h against the 24 h before."""
+    if booked_hours_24h > booked_hours_prev_24h:
         return "increasing"
-    if bookings_24h < bookings_prev_24h:
+    if booked_hours_24h < booked_hours_prev_24h:
         return "decreasing"
     return "stable"
+
+
+def demand(booked_hours_24h: Decimal, online_gpus: int) -> Decimal:
+    """The share of the market's last 24 h that was booked (0 when nothing is online)."""
+    if online_gpus <= 0:
+        return ZERO
+    share = _CTX.divide(booked_hours_24h, Decimal(online_gpus * 24))
+    return share.quantize(MULTIPLIER_QUANTUM, rounding=ROUND_HALF_EVEN, context=_CTX)
 
 
 def price_market(snapshot: MarketSnapshot, params: PricingParams) -> MarketPrice:
@@ -142,14 +166,14 @@ def price_market(snapshot: MarketSnapshot, params: PricingParams) -> MarketPrice
     if snapshot.booked_gpus > snapshot.online_gpus or snapshot.online_gpus > snapshot.total_gpus:
         raise ValueError("inconsistent market snapshot: booked ≤ online ≤ total must hold")
     u = ratio(snapshot.booked_gpus, snapshot.online_gpus)
-    d = ratio(snapshot.bookings_24h, snapshot.online_gpus)
+    d = demand(snapshot.booked_hours_24h, snapshot.online_gpus)
     raw = _CTX.add(
         _CTX.add(Decimal(1), _CTX.multiply(params.k, _CTX.subtract(u, params.u_target))),
         _CTX.multiply(params.k_d, d),
     )
     clamped = min(max(raw, params.m_min), params.m_max)
     m = clamped.quantize(MULTIPLIER_QUANTUM, rounding=ROUND_HALF_EVEN, context=_CTX)
-    direction = trend(snapshot.bookings_24h, snapshot.bookings_prev_24h)
+    direction = trend(snapshot.booked_hours_24h, snapshot.booked_hours_prev_24h)
     return MarketPrice(
         snapshot=snapshot,
         utilization=u,
@@ -185,8 +209,11 @@ def _reasons(
             yield "Low utilization allows competitive pricing"
         else:
             yield "Utilization is on target"
-    per_gpu = d.normalize(_CTX)
-    yield f"{snap.bookings_24h} bookings in the last 24 h (demand {per_gpu:f} per online GPU)"
+    hours = snap.booked_hours_24h.normalize(_CTX)
+    yield (
+        f"{snap.bookings_24h} bookings held {hours:f} GPU-hours in the last 24 h "
+        f"(demand {_pct(d)} of the online GPUs' day)"
+    )
     if raw > params.m_max:
         yield f"Multiplier capped at the maximum {params.m_max}"
     elif raw < params.m_min:

@@ -37,16 +37,24 @@ def snapshots(draw: st.DrawFn) -> MarketSnapshot:
         booked_gpus=booked,
         bookings_24h=draw(st.integers(min_value=0, max_value=100_000)),
         bookings_prev_24h=draw(st.integers(min_value=0, max_value=100_000)),
+        booked_hours_24h=draw(hours),
+        booked_hours_prev_24h=draw(hours),
     )
 
 
-def market(online: int, booked: int, bookings: int = 0, total: int | None = None) -> MarketSnapshot:
+hours = st.decimals(min_value=0, max_value=10**7, places=8, allow_nan=False, allow_infinity=False)
+
+
+def market(
+    online: int, booked: int, held_hours: float = 0, total: int | None = None, bookings: int = 0
+) -> MarketSnapshot:
     return MarketSnapshot(
         model="M",
         total_gpus=online if total is None else total,
         online_gpus=online,
         booked_gpus=booked,
         bookings_24h=bookings,
+        booked_hours_24h=Decimal(str(held_hours)),
     )
 
 
@@ -71,8 +79,8 @@ def test_idle_market_prices_below_list(online: int, price: Decimal) -> None:
 
 
 @given(st.integers(min_value=1, max_value=10_000), st.integers(0, 50_000), list_prices)
-def test_fully_booked_market_prices_above_list(online: int, bookings: int, price: Decimal) -> None:
-    result = price_market(market(online, booked=online, bookings=bookings), PARAMS)
+def test_fully_booked_market_prices_above_list(online: int, held: int, price: Decimal) -> None:
+    result = price_market(market(online, booked=online, held_hours=held), PARAMS)
     assert result.utilization == 1
     assert result.price(price) > price
 
@@ -104,15 +112,30 @@ def test_confidence_grows_with_observations_within_bounds(a: int, b: int) -> Non
 
 
 def test_market_balance_rule_by_hand() -> None:
-    # 3 of 4 online booked, 2 bookings in 24 h: 1 + (0.75 - 0.6) + 0.1 * 0.5 = 1.2
-    result = price_market(market(online=4, booked=3, bookings=2, total=5), PARAMS)
+    # 3 of 4 online booked, 48 GPU-hours held in the last 24 h (half of 4 GPU-days):
+    # 1 + (0.75 - 0.6) + 0.1 * 0.5 = 1.2
+    result = price_market(market(online=4, booked=3, held_hours=48, total=5), PARAMS)
+    assert result.demand == Decimal("0.5")
     assert result.multiplier == Decimal("1.2")
     assert result.price(Decimal("0.50000000")) == Decimal("0.60000000")
     # nothing online: u = d = 0, so 1 - 0.6 = 0.4, floored at m_min
     assert price_market(market(0, 0, total=3), PARAMS).multiplier == Decimal("0.8")
-    # everything booked and heavy demand: capped at m_max
-    assert price_market(market(2, 2, bookings=100), PARAMS).multiplier == Decimal("2.0")
-    assert any("capped" in reason for reason in price_market(market(2, 2, 100), PARAMS).reasoning)
+    # with the default weights the busiest market (all booked, all day) reaches 1.5 ...
+    busiest = price_market(market(2, 2, held_hours=48), PARAMS)
+    assert busiest.multiplier == Decimal("1.5")
+    # ... and heavier weights are still capped at m_max
+    eager = PricingParams(k_d=Decimal(2))
+    assert price_market(market(2, 2, held_hours=48), eager).multiplier == Decimal("2.0")
+    assert any("capped" in reason for reason in price_market(market(2, 2, 48), eager).reasoning)
+
+
+def test_demand_is_booked_time_not_the_number_of_bookings() -> None:
+    # A thousand one-minute bookings weigh what one 1000-minute booking does; their count
+    # moves nothing.
+    many_short = price_market(market(4, 0, held_hours=1000 / 60, bookings=1000), PARAMS)
+    one_long = price_market(market(4, 0, held_hours=1000 / 60, bookings=1), PARAMS)
+    assert many_short.demand == one_long.demand
+    assert many_short.multiplier == one_long.multiplier
 
 
 def test_pricing_factors_are_fixed_point_text_even_when_zero() -> None:
@@ -125,7 +148,15 @@ def test_pricing_factors_are_fixed_point_text_even_when_zero() -> None:
 
 def test_trend_follows_demand_between_the_two_windows() -> None:
     def trend(now: int, before: int) -> str:
-        snap = MarketSnapshot("M", 2, 2, 0, bookings_24h=now, bookings_prev_24h=before)
+        snap = MarketSnapshot(
+            "M",
+            2,
+            2,
+            0,
+            bookings_24h=1,
+            booked_hours_24h=Decimal(now),
+            booked_hours_prev_24h=Decimal(before),
+        )
         return price_market(snap, PARAMS).trend
 
     assert (trend(5, 1), trend(1, 5), trend(3, 3)) == ("increasing", "decreasing", "stable")
@@ -144,7 +175,9 @@ def test_pricing_unknown_model_is_404(client: TestClient) -> None:
     assert resp.json() == {"detail": "No GPUs found for model H100"}
 
 
-def test_idle_market_is_below_list_and_booked_market_above(client: TestClient) -> None:
+def test_idle_market_is_below_list_and_booked_market_above(
+    client: TestClient, clock: FakeClock
+) -> None:
     idle = [
         register(client, miner_key=MINER_KEY, name="RTX 4090", price="2.00000000") for _ in range(2)
     ]
@@ -152,7 +185,10 @@ def test_idle_market_is_below_list_and_booked_market_above(client: TestClient) -
     online(client, MINER_KEY)
     online(client, MINER2_KEY)
     credit(client, "alice", "100")
-    new_booking(client, busy, CLIENT_KEY, hours=2)
+    new_booking(client, busy, CLIENT_KEY, hours=8)
+    clock.advance(hours=6)  # the booking has held its GPU for 6 h of the last 24
+    online(client, MINER_KEY)
+    online(client, MINER2_KEY)
 
     body = client.get("/v1/marketplace/pricing/rtx").json()
     assert body["model"] == "rtx"
@@ -170,10 +206,11 @@ def test_idle_market_is_below_list_and_booked_market_above(client: TestClient) -
     assert body["price_comparison"]["gpus_with_price_decrease"] == 2
     assert body["market_analysis"]["utilization_rate"] == 0.0
 
-    # A100: 1 of 1 booked and 1 booking in 24 h: 1 + 0.4 + 0.1 = 1.5
+    # A100: 1 of 1 booked, and 6 of its last 24 h booked: 1 + 0.4 + 0.1 * 0.25 = 1.425
     a100 = client.get("/v1/marketplace/pricing/a100%2080gb").json()
     (row,) = a100["individual_gpu_pricing"]
-    assert row["dynamic_price"] == "4.50000000"
+    assert row["dynamic_price"] == "4.27500000"
+    assert a100["market_analysis"]["demand_level"] == 0.25
     assert row["trend"] == "increasing"
     assert a100["market_analysis"]["bookings_24h"] == 1
     assert a100["market_analysis"]["utilization_rate"] == 1.0
@@ -202,9 +239,10 @@ def test_quote_and_booking_at_the_same_moment_agree_to_the_last_digit(
     ]
     online(client, MINER_KEY)
     credit(client, "alice", "1000")
-    new_booking(client, gpus[0], CLIENT_KEY, hours=1)
-    new_booking(client, gpus[1], CLIENT_KEY, hours=1)  # u = 2/3 and two bookings in 24 h
-    clock.advance(seconds=1)
+    new_booking(client, gpus[0], CLIENT_KEY, hours=4)
+    new_booking(client, gpus[1], CLIENT_KEY, hours=4)
+    clock.advance(hours=3)  # u = 2/3; the two held 6 of the market's 72 GPU-hours of the day
+    online(client, MINER_KEY)
     quote = client.get(
         f"/v1/marketplace/gpu/{gpus[2]}/quote", params={"duration_hours": 7.25}
     ).json()
@@ -213,10 +251,10 @@ def test_quote_and_booking_at_the_same_moment_agree_to_the_last_digit(
     assert quote["total_cost"] == booked["total_cost"]
     assert quote["base_price"] == booked["base_price"] == "0.33333333"
     assert quote["confidence_score"] == booked["confidence_score"]
-    # 1 + (2/3 - 0.6) + 0.1 * (2/3), with u and d taken to 8 dp
-    u = Decimal("0.66666667")
-    multiplier = quantize(Decimal(1) + (u - Decimal("0.6")) + Decimal("0.1") * u)
-    assert quote["multiplier"] == str(multiplier) == "1.13333334"
+    # 1 + (2/3 - 0.6) + 0.1 * (6/72), with u and d taken to 8 dp
+    u, d = Decimal("0.66666667"), Decimal("0.08333333")
+    multiplier = quantize(Decimal(1) + (u - Decimal("0.6")) + Decimal("0.1") * d)
+    assert quote["multiplier"] == str(multiplier) == "1.07500000"
     price = quantize(Decimal("0.33333333") * multiplier)
     assert quote["price_per_hour"] == str(price)
     assert quote["total_cost"] == str(quantize(price * Decimal("7.25")))

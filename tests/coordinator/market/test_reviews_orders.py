@@ -27,6 +27,12 @@ def review(client: TestClient, gpu: str, key: str, rating: Any, comment: Any = N
     )
 
 
+def ran_long_enough_to_review(client: TestClient, clock: FakeClock) -> None:
+    """Let the booking run `review_min_run_s` (10 minutes), its miner still heartbeating."""
+    clock.advance(minutes=10)
+    online(client)
+
+
 def release(client: TestClient, gpu: str, key: str = CLIENT_KEY) -> None:
     assert client.post(f"/v1/marketplace/gpu/{gpu}/release", headers=auth(key)).status_code == 200
 
@@ -38,6 +44,8 @@ def test_only_renters_review_once_per_booking(
     assert review(client, gpu, MINER_KEY, 5).status_code == 403  # not a client
     assert review(client, "gpu_0000000000000000", CLIENT_KEY, 5).status_code == 404
     first_booking = book(client, gpu, CLIENT_KEY).json()["booking_id"]
+    clock.advance(minutes=10)  # review_min_run_s: the booking has run long enough
+    online(client)
     release(client, gpu)
     first = review(client, gpu, CLIENT_KEY, 4, None)
     assert first.status_code == 201
@@ -52,10 +60,34 @@ def test_only_renters_review_once_per_booking(
     clock.advance(minutes=1)
     online(client)
     assert book(client, gpu, CLIENT_KEY).status_code == 201
+    clock.advance(minutes=10)
+    online(client)
     release(client, gpu)
     second = review(client, gpu, CLIENT_KEY, 5, "fast")
     assert second.status_code == 201
     assert (second.json()["average_rating"], second.json()["total_reviews"]) == (4.5, 2)
+
+
+def test_a_review_right_takes_a_booking_that_ran_long_enough_or_completed(
+    client: TestClient, clock: FakeClock, gpu: str
+) -> None:
+    book(client, gpu, CLIENT_KEY, hours=1)
+    clock.advance(minutes=9)  # a minute short of review_min_run_s
+    online(client)
+    early = review(client, gpu, CLIENT_KEY, 1)
+    assert early.status_code == 403
+    assert "600 s or completed" in early.json()["detail"]
+    release(client, gpu)  # released early: it never earns the right
+    clock.advance(minutes=5)
+    online(client)
+    assert review(client, gpu, CLIENT_KEY, 1).status_code == 403
+    # The shortest booking there is (1 minute) that runs to its end does earn it.
+    assert book(client, gpu, CLIENT_KEY, hours=1 / 60).status_code == 201
+    clock.advance(minutes=2)
+    online(client)
+    done = review(client, gpu, CLIENT_KEY, 5)
+    assert done.status_code == 201, done.text
+    assert done.json()["total_reviews"] == 1
 
 
 BAD_REVIEWS: list[dict[str, Any]] = [
@@ -83,6 +115,7 @@ def test_reviews_are_newest_first_and_limit_is_obeyed(
 ) -> None:
     for rating in (1, 2, 3, 4, 5):
         assert book(client, gpu, CLIENT_KEY, hours=1).status_code == 201
+        ran_long_enough_to_review(client, clock)
         release(client, gpu)
         assert review(client, gpu, CLIENT_KEY, rating, f"r{rating}").status_code == 201
         clock.advance(seconds=10)
@@ -110,6 +143,7 @@ def test_concurrent_reviews_keep_exact_aggregates(
 ) -> None:
     for _ in range(6):
         assert book(client, gpu, CLIENT_KEY, hours=1).status_code == 201
+        ran_long_enough_to_review(client, clock)
         release(client, gpu)
         clock.advance(seconds=1)
     with ThreadPoolExecutor(max_workers=8) as pool:

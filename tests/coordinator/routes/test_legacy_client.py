@@ -30,7 +30,9 @@ LEGACY_GPU_KEYS = (
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     path: Path = tmp_path_factory.mktemp("legacy") / "coordinator.db"
-    with live_coordinator(f"sqlite:///{path}") as url:
+    # These tests are about the wire, on a real clock: a review right from the first second
+    # (the rule itself, review_min_run_s, is tested in market/test_reviews_orders.py).
+    with live_coordinator(f"sqlite:///{path}", env={"COORDINATOR_REVIEW_MIN_RUN_S": "0"}) as url:
         with httpx.Client(base_url=url) as admin:
             credit(admin, "alice", "100")
         yield url
