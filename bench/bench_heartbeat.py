@@ -38,12 +38,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_support import free_port, start_coordinator
 
-ADMIN_KEY = "bench-admin-key"
+ADMIN_KEY = "bench-admin-key-0123456789abcdef012"  # bootstrap keys: >= 32 characters
 GPUS_PER_MINER = 8
 
 
 def _miner_key(index: int) -> str:
-    return f"bench-miner-key-{index:05d}"
+    return f"bench-miner-key-0123456789abcdef-{index:05d}"
 
 
 def _start_coordinator(db_url: str, miners: int, port: int) -> subprocess.Popen[bytes]:

@@ -18,7 +18,10 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
-ADMIN_KEY, MINER_KEY, CLIENT_KEY = "bench-admin-key", "bench-miner-key", "bench-client-key"
+# Bootstrap keys must be at least 32 characters.
+ADMIN_KEY = "bench-admin-key-0123456789abcdef012"
+MINER_KEY = "bench-miner-key-0123456789abcdef012"
+CLIENT_KEY = "bench-client-key-0123456789abcdef01"
 KEYS = f"admin:ops:{ADMIN_KEY},miner:bench-host:{MINER_KEY},client:alice:{CLIENT_KEY}"
 
 

@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
 from coordinator_stub import __version__
-from coordinator_stub.auth import KeyCache, store_key
+from coordinator_stub.auth import KeyCache, check_subject_role, store_key
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.core.clock import utcnow
 from coordinator_stub.db.engine import Database
@@ -21,12 +22,14 @@ from coordinator_stub.ledger.transfers import ensure_account
 from coordinator_stub.miners.sweeper import Sweeper, sweep_tasks
 from coordinator_stub.miners.wakeups import LeaseHub
 from coordinator_stub.routes import ROUTERS, metrics, openapi
+from coordinator_stub.routes.guard import RequestGuard, validation_errors
 
 
 def bootstrap(db: Database, settings: CoordinatorSettings, now: datetime) -> None:
     """Create the bootstrap keys from settings (idempotent) and their subjects' accounts."""
     for entry in settings.parsed_bootstrap_keys():
         with db.write() as session:
+            check_subject_role(session, subject=entry.subject, role=entry.role)
             store_key(session, key=entry.key, role=entry.role, subject=entry.subject, now=now)
             ensure_account(session, entry.subject, now)
 
@@ -69,11 +72,15 @@ def create_app(
     )
     app.state.settings = settings
     app.state.clock = clock
-    app.state.key_cache = KeyCache()
+    app.state.key_cache = KeyCache(ttl_s=settings.key_cache_ttl_s)
 
     @app.exception_handler(DomainError)
     async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail})
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": validation_errors(exc.errors())})
 
     @app.exception_handler(DataError)
     async def _data_error(_request: Request, _exc: DataError) -> JSONResponse:
@@ -85,6 +92,8 @@ def create_app(
 
     for router in ROUTERS:
         app.include_router(router)
+    # Outermost but for the metrics: nothing reads, parses or authenticates a body it refuses.
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
     metrics.install(app, settings, clock)
     openapi.install(app)
     return app

@@ -1,24 +1,39 @@
 """API keys: SHA-256 at rest, constant-time comparison, one role and subject per key.
 
-Who may call what is in docs/renter-quickstart.md (Conventions) and docs/api.md.
+A key is stored only as its hash, named by a public `key_id`, and refused once `revoked_at` is
+set. Each process keeps the keys it has seen for `key_cache_ttl_s` (2 s by default): a
+revocation takes effect at once in the process that made it and within that time in every
+other process sharing the database. A subject belongs to one role: a client key for a miner's
+id would spend that miner's earnings. Who may call what is in docs/renter-quickstart.md
+(Conventions) and docs/api.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from coordinator_stub.config import SUBJECT_PATTERN
+from coordinator_stub.core.clock import new_id
 from coordinator_stub.db.engine import insert_or_ignore
 from coordinator_stub.db.models import ApiKey
+from coordinator_stub.errors import ConflictError, NotFoundError, UnprocessableError
 
 ROLES = ("admin", "miner", "client")
+# Letters, digits and . _ @ -, starting with a letter or digit: safe in a log line, a shell
+# variable, a URL path and a file name alike (the pattern lives in config, bootstrap keys use it).
+_SUBJECT = re.compile(SUBJECT_PATTERN)
+LAST_USED_GRANULARITY = timedelta(minutes=10)  # at most one write per key per 10 minutes
 
 
 @dataclass(frozen=True)
@@ -41,42 +56,125 @@ def generate_key(role: str) -> str:
     return f"{role}_{secrets.token_urlsafe(32)}"
 
 
-def store_key(session: Session, *, key: str, role: str, subject: str, now: datetime) -> bool:
-    """Store a key's hash; returns False when it already existed (bootstrap is idempotent)."""
-    return insert_or_ignore(
+def check_subject(subject: str) -> None:
+    """A subject is 1 to 128 of letters, digits and `. _ @ -`, starting with a letter or digit."""
+    if _SUBJECT.fullmatch(subject) is None:
+        raise UnprocessableError(
+            "a subject is 1 to 128 letters, digits and . _ @ -, starting with a letter or digit"
+        )
+
+
+def check_subject_role(session: Session, *, subject: str, role: str) -> None:
+    """Refuse a key for a subject that already holds keys of another role (409)."""
+    other = session.scalar(
+        select(ApiKey.role).where(ApiKey.subject == subject, ApiKey.role != role).limit(1)
+    )
+    if other is not None:
+        raise ConflictError(
+            f"subject {subject!r} already belongs to the {other} role: one subject, one role"
+        )
+
+
+def store_key(session: Session, *, key: str, role: str, subject: str, now: datetime) -> str:
+    """Store a key's hash under a new key id; returns the key id (the existing one when the key
+    was stored before: bootstrap is idempotent)."""
+    key_hash = hash_key(key)
+    insert_or_ignore(
         session,
         ApiKey,
-        {"key_hash": hash_key(key), "role": role, "subject": subject, "created_at": now},
+        {
+            "key_hash": key_hash,
+            "key_id": new_id("key_"),
+            "role": role,
+            "subject": subject,
+            "created_at": now,
+        },
         ["key_hash"],
     )
+    key_id: str = session.scalars(select(ApiKey.key_id).where(ApiKey.key_hash == key_hash)).one()
+    return key_id
+
+
+def revoke_key(session: Session, *, key_id: str, now: datetime) -> ApiKey:
+    """Mark a key revoked (idempotent: a second revocation keeps the first time)."""
+    row = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).first()
+    if row is None:
+        raise NotFoundError(f"API key {key_id} not found")
+    if row.revoked_at is None:
+        row.revoked_at = now
+        session.flush()
+    return row
+
+
+@dataclass(slots=True)
+class _Seen:
+    principal: Principal
+    until: float  # time.monotonic() after which the database is asked again
 
 
 class KeyCache:
-    """Valid keys seen before, by hash. Keys are never revoked in this version, so a positive
-    answer can be kept; unknown keys are always looked up again."""
+    """Valid keys seen recently, by hash, each for `ttl_s`; unknown keys are always looked up.
 
-    def __init__(self) -> None:
-        self._known: dict[str, Principal] = {}
+    `clock` is time.monotonic (tests pass their own).
+    """
+
+    def __init__(self, ttl_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._known: dict[str, _Seen] = {}
         self._lock = threading.Lock()
+        self._ttl_s = ttl_s
+        self._clock = clock
 
     def peek(self, key: str) -> Principal | None:
-        """The key's principal if it was seen before; never touches the database."""
+        """The key's principal if it was seen within the TTL; never touches the database."""
         key_hash = hash_key(key)
         with self._lock:
-            return self._known.get(key_hash)
+            seen = self._known.get(key_hash)
+            if seen is None:
+                return None
+            if seen.until < self._clock():
+                del self._known[key_hash]
+                return None
+            return seen.principal
 
-    def lookup(self, session: Session, key: str) -> Principal | None:
-        key_hash = hash_key(key)
+    def forget(self, key_hash: str) -> None:
+        """Drop a key at once (this process revoked it)."""
         with self._lock:
-            cached = self._known.get(key_hash)
+            self._known.pop(key_hash, None)
+
+    def lookup(self, session: Session, key: str) -> tuple[Principal | None, ApiKey | None]:
+        """(principal, row) of a valid key, from the cache or the database; (None, None) for an
+        unknown or revoked key. The row is None when the answer came from the cache."""
+        cached = self.peek(key)
         if cached is not None:
-            return cached
-        row = session.execute(
-            select(ApiKey.key_hash, ApiKey.role, ApiKey.subject).where(ApiKey.key_hash == key_hash)
-        ).first()
-        if row is None or not hmac.compare_digest(row.key_hash, key_hash):
-            return None
+            return cached, None
+        key_hash = hash_key(key)
+        row = session.scalars(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
+        if row is None or row.revoked_at is not None:
+            return None, None
+        if not hmac.compare_digest(row.key_hash, key_hash):
+            return None, None
         principal = Principal(role=row.role, subject=row.subject)
         with self._lock:
-            self._known[key_hash] = principal
-        return principal
+            self._known[key_hash] = _Seen(principal, self._clock() + self._ttl_s)
+        return principal, row
+
+
+def needs_use_noted(last_used_at: datetime | None, now: datetime) -> bool:
+    """True when a key's recorded last use is missing or older than 10 minutes."""
+    return last_used_at is None or now - last_used_at >= LAST_USED_GRANULARITY
+
+
+def note_use(
+    session: Session, *, key_hash: str, last_used_at: datetime | None, now: datetime
+) -> bool:
+    """Record that a key was used, when `needs_use_noted`; True when it wrote. Kept coarse so
+    that a busy key costs one write per 10 minutes, not one per call."""
+    if not needs_use_noted(last_used_at, now):
+        return False
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.key_hash == key_hash)
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROLES = ("admin", "miner", "client")
 BOOTSTRAP_KEYS_CREDENTIAL = "bootstrap-keys"  # systemd LoadCredential= name
+MIN_BOOTSTRAP_KEY_CHARS = 32  # a guessable bootstrap key is an open door: refuse short ones
+# The subject rule of coordinator_stub.auth (config imports nothing of the coordinator).
+SUBJECT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}"
 
 
 class BootstrapKey:
@@ -134,6 +138,18 @@ class CoordinatorSettings(BaseSettings):
         description="SQLite only: how often a lease long poll looks for changes made by other "
         "processes (PostgreSQL is woken by LISTEN/NOTIFY).",
     )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted; a larger one is answered 413 before it is "
+        "read, parsed or authenticated.",
+    )
+    key_cache_ttl_s: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a process trusts a key it has looked up; a revoked key is "
+        "refused by every process within this time (at once by the one that revoked it).",
+    )
     db_pool_size: int = Field(
         default=10, ge=1, description="Database connections kept open per process."
     )
@@ -170,5 +186,15 @@ def parse_bootstrap_keys(value: str) -> list[BootstrapKey]:
         role, subject, key = parts
         if role not in ROLES:
             raise ValueError(f"bootstrap key #{position} has unknown role {role!r}")
+        if len(key) < MIN_BOOTSTRAP_KEY_CHARS:
+            raise ValueError(
+                f"bootstrap key #{position} is shorter than {MIN_BOOTSTRAP_KEY_CHARS} characters "
+                "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if re.fullmatch(SUBJECT_PATTERN, subject) is None:
+            raise ValueError(
+                f"bootstrap key #{position} has a subject that is not 1 to 128 letters, digits "
+                "and . _ @ -"
+            )
         keys.append(BootstrapKey(role, subject, key))
     return keys

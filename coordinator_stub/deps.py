@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from coordinator_stub.auth import KeyCache, Principal
+from coordinator_stub.auth import KeyCache, Principal, needs_use_noted, note_use
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.db.engine import Database
 from coordinator_stub.errors import ForbiddenError, UnauthorizedError
@@ -59,7 +59,8 @@ async def get_optional_principal(request: Request, db: DbDep) -> Principal | Non
     cache: KeyCache = request.app.state.key_cache
     principal = cache.peek(key)
     if principal is None:
-        principal = await run_in_threadpool(_lookup_key, cache, db, key)
+        now: datetime = request.app.state.clock()
+        principal = await run_in_threadpool(_lookup_key, cache, db, key, now)
     if principal is None:
         raise UnauthorizedError("invalid API key")
     if principal.role == "miner":
@@ -70,9 +71,14 @@ async def get_optional_principal(request: Request, db: DbDep) -> Principal | Non
     return principal
 
 
-def _lookup_key(cache: KeyCache, db: Database, key: str) -> Principal | None:
+def _lookup_key(cache: KeyCache, db: Database, key: str, now: datetime) -> Principal | None:
+    """Ask the database (the cache had no fresh answer); note the key's use, coarsely."""
     with db.read() as session:
-        return cache.lookup(session, key)
+        principal, row = cache.lookup(session, key)
+    if row is not None and needs_use_noted(row.last_used_at, now):
+        with db.write() as session:
+            note_use(session, key_hash=row.key_hash, last_used_at=row.last_used_at, now=now)
+    return principal
 
 
 OptionalPrincipalDep = Annotated[Principal | None, Depends(get_optional_principal)]

@@ -25,7 +25,10 @@ from typing import Any, TypeVar
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
-ADMIN_KEY, MINER_KEY, CLIENT_KEY = "demo-admin-key", "demo-miner-key", "demo-client-key"
+# Bootstrap keys must be at least 32 characters; these are for a throwaway demo only.
+ADMIN_KEY = "demo-admin-key-not-secret-0123456789"
+MINER_KEY = "demo-miner-key-not-secret-0123456789"
+CLIENT_KEY = "demo-client-key-not-secret-012345678"
 KEYS = f"admin:ops:{ADMIN_KEY},miner:demo-host:{MINER_KEY},client:alice:{CLIENT_KEY}"
 STEP_TIMEOUT_S = 15
 T = TypeVar("T")

@@ -21,11 +21,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 PG_URL_ENV = "COORDINATOR_TEST_PG_URL"
 
-ADMIN_KEY = "test-admin-key"
-MINER_KEY = "test-miner-key"
-MINER2_KEY = "test-miner2-key"
-CLIENT_KEY = "test-client-key"
-CLIENT2_KEY = "test-client2-key"
+# Bootstrap keys must be at least 32 characters long.
+ADMIN_KEY = "test-admin-key-0123456789abcdef0123"
+MINER_KEY = "test-miner-key-0123456789abcdef0123"
+MINER2_KEY = "test-miner2-key-0123456789abcdef012"
+CLIENT_KEY = "test-client-key-0123456789abcdef012"
+CLIENT2_KEY = "test-client2-key-0123456789abcdef01"
 BOOTSTRAP_KEYS = (
     f"admin:ops:{ADMIN_KEY},miner:host-01:{MINER_KEY},miner:host-02:{MINER2_KEY},"
     f"client:alice:{CLIENT_KEY},client:bob:{CLIENT2_KEY}"

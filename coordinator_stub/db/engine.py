@@ -9,6 +9,7 @@ is versioned by `coordinator_stub.db.migrate`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -86,8 +87,21 @@ def insert_or_ignore(
     return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
 
+def _create_private(url: str) -> None:
+    """Create a SQLite database file readable by its owner only (0600), before SQLite would
+    create it with the umask's mode; its -wal and -shm files follow the file's mode. The file
+    holds key hashes, balances and every renter's bookings."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:") or os.path.exists(path):
+        return
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        return  # SQLite itself reports the missing directory at the first connection
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def _make_engine(url: str, *, pool_size: int) -> Engine:
     if url.startswith("sqlite"):
+        _create_private(url)
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},

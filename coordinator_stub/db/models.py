@@ -70,11 +70,20 @@ class Base(DeclarativeBase):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = (
+        Index("uq_api_keys_key_id", "key_id", unique=True),
+        Index("ix_api_keys_subject", "subject"),  # one role per subject is checked by it
+    )
 
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex
     role: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # Columns in the order migrations add them, so a new and an upgraded database are alike.
+    # The key's public name: listed, and used to revoke it (the key itself is never stored).
+    key_id: Mapped[str] = mapped_column(String(32))
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # to within 10 minutes
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Account(Base):

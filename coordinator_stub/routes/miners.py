@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -24,6 +24,7 @@ from coordinator_stub.errors import ForbiddenError, NotFoundError
 from coordinator_stub.ledger import transfers
 from coordinator_stub.miners import heartbeats, leases
 from coordinator_stub.miners.wakeups import LeaseHub
+from coordinator_stub.routes.inputs import Capabilities, Metadata
 
 router = APIRouter(prefix="/v1/miners", tags=["miners"])
 
@@ -31,7 +32,7 @@ Health = Literal["ok", "degraded", "unhealthy", "lost"]
 
 
 class MinerRegisterIn(BaseModel):
-    capabilities: dict[str, Any] = Field(default_factory=dict)
+    capabilities: Capabilities = Field(default_factory=dict)
     concurrency: int = Field(default=1, ge=0, le=1024)
     region: str | None = Field(default=None, max_length=64)
 
@@ -71,7 +72,7 @@ class LeaseReport(BaseModel):
 class HeartbeatIn(BaseModel):
     inflight: int = Field(default=0, ge=0, le=1_000_000)
     status: str = Field(default="ONLINE", max_length=32)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     agent: AgentInfo | None = None
     gpus: list[GpuReport] = Field(default_factory=list, max_length=1024)
     leases: list[LeaseReport] = Field(default_factory=list, max_length=4096)

@@ -82,17 +82,26 @@ def test_heartbeat_before_register_is_404(client: TestClient) -> None:
 
 
 def test_bootstrap_keys_come_from_the_systemd_credential_too(tmp_path: Path) -> None:
-    (tmp_path / "bootstrap-keys").write_text("admin:ops:K1\nclient:carol:K9\n", encoding="utf-8")
-    settings = CoordinatorSettings(bootstrap_keys="miner:host-01:K2")
+    k1, k2, k9 = (
+        "K1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "K2-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+        "K9-cccccccccccccccccccccccccccccccc",
+    )
+    (tmp_path / "bootstrap-keys").write_text(
+        f"admin:ops:{k1}\nclient:carol:{k9}\n", encoding="utf-8"
+    )
+    settings = CoordinatorSettings(bootstrap_keys=f"miner:host-01:{k2}")
     keys = settings.parsed_bootstrap_keys({"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert [(k.role, k.subject, k.key) for k in keys] == [
-        ("miner", "host-01", "K2"),
-        ("admin", "ops", "K1"),
-        ("client", "carol", "K9"),
+        ("miner", "host-01", k2),
+        ("admin", "ops", k1),
+        ("client", "carol", k9),
     ]
-    assert "K9" not in repr(keys)
+    assert k9 not in repr(keys)
 
 
 def test_malformed_bootstrap_key_is_rejected_by_position() -> None:
     with pytest.raises(ValueError, match="bootstrap key #2"):
-        CoordinatorSettings(bootstrap_keys="admin:ops:K1,client:nokey")
+        CoordinatorSettings(
+            bootstrap_keys="admin:ops:K1-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa,client:nokey"
+        )
