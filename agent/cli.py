@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG_PATH, AgentSettings, load_settings
+from agent.config import DEFAULT_CONFIG_PATH, AgentSettings, exposed_inline_key, load_settings
 from agent.errors import EX_SOFTWARE, AgentError, ConfigError
 from agent.gpu.errors import GpuError
 from agent.log import LEVELS, configure_logging, get_logger
@@ -53,7 +53,11 @@ def _load(
     args: argparse.Namespace, *, must_exist: bool = False
 ) -> tuple[AgentSettings, Path | None]:
     path = _config_path(args, must_exist=must_exist)
-    return load_settings(path), path
+    settings = load_settings(path)
+    exposed = exposed_inline_key(path)
+    if exposed is not None:
+        log.warning("api_key_readable_by_others", problem=exposed)
+    return settings, path
 
 
 def _late_command(module: str, function: str) -> Callable[..., Any] | None:

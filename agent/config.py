@@ -410,6 +410,24 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
 
 
+def exposed_inline_key(path: Path | None) -> str | None:
+    """Why the config file at `path` exposes its inline `api_key` (readable by group or others),
+    or None when it does not (no inline key, or a private file). Never raises: it only warns."""
+    if path is None:
+        return None
+    try:
+        inline = read_toml(path).get("coordinator", {}).get("api_key")
+        mode = path.stat().st_mode & 0o777
+    except (ConfigError, OSError, AttributeError):
+        return None
+    if not inline or not mode & 0o044:
+        return None
+    return (
+        f"{path} holds the coordinator api_key inline and is readable by others (mode "
+        f"{mode:o}): chmod 600 it, or move the key to api_key_file or the systemd credential"
+    )
+
+
 def load_settings(path: Path | str | None = None) -> AgentSettings:
     """Load settings from defaults, the TOML file at `path` (None: none) and the environment.
 

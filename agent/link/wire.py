@@ -6,13 +6,24 @@ coordinator that adds fields never breaks an older agent.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+)
+
+from agent.log import get_logger
 
 LeaseAckState = Literal["started", "stopped", "rejected"]
+_log = get_logger("agent.leases")
 
 
 class _Request(BaseModel):
@@ -114,17 +125,50 @@ class HeartbeatRequest(_Request):
     leases: list[LeaseReport] = Field(default_factory=list)
 
 
+# What a lease's fields may hold before they reach a hook's environment, the state file or the
+# terminal: ids and uuids of the coordinator's own shapes, a client id of the coordinator's
+# subject characters. A coordinator (or someone in between) that sends anything else — `$(...)`,
+# a newline, a NUL, terminal escapes — gets that lease dropped, not run.
+ID = r"^[A-Za-z0-9_.:\-]{1,64}$"
+GPU_UUID = r"^[A-Za-z0-9][A-Za-z0-9_.:/\-]{0,127}$"
+SUBJECT = r"^[A-Za-z0-9][A-Za-z0-9._@\-]{0,127}$"
+_ID = re.compile(ID)
+
+
 class DesiredLease(_Response):
     """A lease as the coordinator wants it; `generation` changes only with the desired state."""
 
-    booking_id: str
-    gpu_id: str | None = None
-    gpu_uuid: str | None = None
-    client_id: str | None = None
+    booking_id: str = Field(pattern=ID)
+    gpu_id: str | None = Field(default=None, pattern=ID)
+    gpu_uuid: str | None = Field(default=None, pattern=GPU_UUID)
+    client_id: str | None = Field(default=None, pattern=SUBJECT)
     start_time: datetime | None = None
     end_time: datetime
-    generation: int
+    generation: int = Field(ge=0)
     state: Literal["active", "ended"] = "active"
+
+
+def _valid_leases(value: Any) -> Any:
+    """Keep the leases that pass `DesiredLease`'s checks; log and drop the others (one bad
+    lease must not stop the agent from reading the rest)."""
+    if not isinstance(value, list):
+        return value
+    kept = []
+    for item in value:
+        try:
+            kept.append(DesiredLease.model_validate(item))
+        except ValidationError as exc:
+            booking = item.get("booking_id") if isinstance(item, dict) else None
+            _log.warning(
+                "lease_dropped_invalid",
+                # Named only when the id itself is well-formed: the log must not carry the junk.
+                booking_id=booking if isinstance(booking, str) and _ID.fullmatch(booking) else None,
+                problems=[".".join(map(str, e["loc"])) for e in exc.errors()],
+            )
+    return kept
+
+
+Leases = Annotated[list[DesiredLease], BeforeValidator(_valid_leases)]
 
 
 class HeartbeatResponse(_Response):
@@ -133,7 +177,7 @@ class HeartbeatResponse(_Response):
     status: str = "ok"
     heartbeat_interval_s: float | None = None
     lease_version: int | None = None
-    leases: list[DesiredLease] | None = None
+    leases: Leases | None = None
     ignored_gpus: list[str] = Field(default_factory=list)
 
 
@@ -141,7 +185,7 @@ class LeasesResponse(_Response):
     """Answer to the lease long poll `GET /v1/miners/leases`."""
 
     lease_version: int
-    leases: list[DesiredLease] = Field(default_factory=list)
+    leases: Leases = Field(default_factory=list)
 
 
 class LeaseAckRequest(_Request):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -77,17 +78,30 @@ def main(settings: AgentSettings, *, as_json: bool = False) -> int:
     return 0
 
 
+def printable(value: object) -> str:
+    """Text from the state or the coordinator as it may reach a terminal: control and format
+    characters (escape sequences, newlines, bidi overrides) shown as `?`."""
+    text = str(value)
+    return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
+
+
 def _print(doc: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    def cell(value: object) -> Text:  # a Text is never read as rich markup ("[bold]...")
+        return Text(printable(value))
 
     width = None if sys.stdout.isatty() else 160
     console = Console(file=sys.stdout, width=width)
     running = f"running (pid {doc['pid']})" if doc["running"] else "not running"
     console.print(
-        f"agent {running} · miner {doc['miner_id'] or '—'} · coordinator "
-        f"{doc['coordinator_url']} ({doc['coordinator_state'] or 'unknown'}) · "
-        f"last heartbeat {doc['last_heartbeat_at'] or '—'}"
+        cell(
+            f"agent {running} · miner {doc['miner_id'] or '—'} · coordinator "
+            f"{doc['coordinator_url']} ({doc['coordinator_state'] or 'unknown'}) · "
+            f"last heartbeat {doc['last_heartbeat_at'] or '—'}"
+        )
     )
     gpus = Table(title="GPUs")
     for column in ("#", "uuid", "gpu id", "model", "health", "util"):
@@ -98,12 +112,12 @@ def _print(doc: dict[str, Any]) -> None:
             health += f" ({g['health_reason']})"
         util = g.get("utilization_pct")
         gpus.add_row(
-            str(g.get("index", "—")),
-            g.get("uuid") or "—",
-            g.get("gpu_id") or "—",
-            g.get("name") or "—",
-            health,
-            "—" if util is None else f"{util} %",
+            cell(g.get("index", "—")),
+            cell(g.get("uuid") or "—"),
+            cell(g.get("gpu_id") or "—"),
+            cell(g.get("name") or "—"),
+            cell(health),
+            cell("—" if util is None else f"{util} %"),
         )
     console.print(gpus)
     leases = Table(title="Leases")
@@ -114,12 +128,12 @@ def _print(doc: dict[str, Any]) -> None:
         if lease["ack_state"]:
             ack = lease["ack_state"] + (" ✓" if lease["acked"] else " (owed)")
         leases.add_row(
-            lease["booking_id"],
-            lease["gpu_uuid"],
-            lease["client_id"] or "—",
-            lease["end_time"],
-            lease["phase"],
-            ack,
+            cell(lease["booking_id"]),
+            cell(lease["gpu_uuid"]),
+            cell(lease["client_id"] or "—"),
+            cell(lease["end_time"]),
+            cell(lease["phase"]),
+            cell(ack),
         )
     if not doc["leases"]:
         leases.caption = "no leases"

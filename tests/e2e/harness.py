@@ -33,6 +33,9 @@ COORDINATOR_ENV = {
     "COORDINATOR_OFFLINE_AFTER_S": str(OFFLINE_AFTER_S),
     "COORDINATOR_SWEEP_INTERVAL_S": "0.2",
     "COORDINATOR_LOG_LEVEL": "warning",
+    # Leases of a few seconds, so a test sees the agent end one at end_time without waiting
+    # the production floor of a minute (the floor itself: tests/coordinator/market).
+    "COORDINATOR_MIN_BOOKING_S": "0",
 }
 SECONDS_PER_HOUR = 3600.0
 

@@ -14,7 +14,7 @@ from coordinator_stub.db.models import Gpu
 from coordinator_stub.market import search
 from coordinator_stub.market.search import GpuFilters, search_gpus
 from tests.coordinator.market_support import book, credit, online, register
-from tests.support import CLIENT_KEY, MINER2_KEY
+from tests.support import CLIENT_KEY, MINER2_KEY, MINER_KEY
 
 MODELS = ["NVIDIA H100", "NVIDIA A100_40GB", "RTX 4090", "RTX 3090", "Tesla T4", "L4 100%"]
 MEMORY = [16, 24, 24, 40, 80, 48]
@@ -54,7 +54,7 @@ def test_partitioned_pages_equal_the_single_query(client: TestClient) -> None:
         gpus.append(
             register(
                 client,
-                miner_key=MINER2_KEY if n % 4 == 0 else "test-miner-key",
+                miner_key=MINER2_KEY if n % 4 == 0 else MINER_KEY,
                 name=MODELS[n % len(MODELS)],
                 memory_gb=MEMORY[n % len(MEMORY)],
                 price=next(prices),
