@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -62,6 +63,7 @@ def create_app(
             if run_sweeper:
                 sweeper.stop()
             lease_hub.stop()
+            app.state.probe_executor.shutdown(wait=False, cancel_futures=True)
             db.dispose()
 
     app = FastAPI(
@@ -73,6 +75,9 @@ def create_app(
     app.state.settings = settings
     app.state.clock = clock
     app.state.key_cache = KeyCache(ttl_s=settings.key_cache_ttl_s)
+    # Health and metrics read the database on threads of their own, never behind the shared
+    # worker pool a burst of requests can fill (routes/health.py).
+    app.state.probe_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe")
 
     @app.exception_handler(DomainError)
     async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:

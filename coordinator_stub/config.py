@@ -150,6 +150,12 @@ class CoordinatorSettings(BaseSettings):
         description="How long a process trusts a key it has looked up; a revoked key is "
         "refused by every process within this time (at once by the one that revoked it).",
     )
+    max_lease_polls_per_miner: int = Field(
+        default=4,
+        ge=1,
+        description="Lease long polls one miner may hold open; a newer one answers the oldest "
+        "at once (an agent holds one), so one booking never wakes hundreds.",
+    )
     db_pool_size: int = Field(
         default=10, ge=1, description="Database connections kept open per process."
     )

@@ -37,14 +37,19 @@ _POLL_CHUNK = 500  # miners per version query (well under SQLite's bound-paramet
 
 
 class Waiter:
-    """One open long poll: which miner, the version it has seen, and its event."""
+    """One open long poll: which miner, the version it has seen, and its event.
 
-    __slots__ = ("event", "miner_id", "since")
+    `superseded` is set when a newer poll of the same miner pushed this one out: it answers at
+    once with what it has (`LeaseHub.watch` keeps `max_lease_polls_per_miner` open at most).
+    """
+
+    __slots__ = ("event", "miner_id", "since", "superseded")
 
     def __init__(self, miner_id: str, since: int) -> None:
         self.miner_id = miner_id
         self.since = since
         self.event = asyncio.Event()
+        self.superseded = False
 
 
 class LeaseHub:
@@ -54,7 +59,8 @@ class LeaseHub:
         self._db = db
         self._settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: dict[str, set[Waiter]] = {}
+        # Per miner, its open polls oldest first (a dict as an ordered set).
+        self._waiters: dict[str, dict[Waiter, None]] = {}
         self._lock = threading.Lock()  # _waiters is read by the watcher thread
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -89,15 +95,23 @@ class LeaseHub:
         """Register a waiter for the duration of one long poll (from the event loop only)."""
         waiter = Waiter(miner_id, since)
         with self._lock:
-            self._waiters.setdefault(miner_id, set()).add(waiter)
+            waiters = self._waiters.setdefault(miner_id, {})
+            while len(waiters) >= self._settings.max_lease_polls_per_miner:
+                # One key holding hundreds of polls would make one booking wake them all: the
+                # newest poll supersedes the oldest, which answers now. An agent holds one.
+                oldest = next(iter(waiters))
+                del waiters[oldest]
+                oldest.superseded = True
+                oldest.event.set()
+            waiters[waiter] = None
         try:
             yield waiter
         finally:
             with self._lock:
-                waiters = self._waiters.get(miner_id)
-                if waiters is not None:
-                    waiters.discard(waiter)
-                    if not waiters:
+                still = self._waiters.get(miner_id)
+                if still is not None:
+                    still.pop(waiter, None)
+                    if not still:
                         del self._waiters[miner_id]
 
     @staticmethod

@@ -10,6 +10,7 @@ Two sources:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -156,7 +157,12 @@ def install(app: FastAPI, settings: CoordinatorSettings, clock: Callable[[], dat
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
     )
-    def get_metrics(request: Request) -> Response:
+    async def get_metrics(request: Request) -> Response:
         """Prometheus text exposition."""
-        body = generate_latest(request.app.state.metrics_registry)
+        loop = asyncio.get_running_loop()
+        registry = request.app.state.metrics_registry
+        # On the probe threads (routes/health.py): a scrape never waits behind the shared pool.
+        body = await loop.run_in_executor(
+            request.app.state.probe_executor, generate_latest, registry
+        )
         return Response(content=body, media_type=CONTENT_TYPE_LATEST)

@@ -226,7 +226,8 @@ async def poll_leases(
     wait_s: Annotated[float, Query(ge=0, le=30, description="how long to wait for a change")] = 0,
 ) -> LeasesOut:
     """Long poll: answers at once when the lease set differs from `since`, else when it changes
-    or after `wait_s`. Waiting holds no thread and no database connection (lease_wakeups.py)."""
+    or after `wait_s`. Waiting holds no thread and no database connection (`miners.wakeups`); a
+    miner keeps `max_lease_polls_per_miner` polls open at most, a newer one ending the oldest."""
     hub: LeaseHub = request.app.state.lease_hub
     clock: Clock = request.app.state.clock
     loop = asyncio.get_running_loop()
@@ -234,7 +235,7 @@ async def poll_leases(
     with hub.watch(miner.subject, -1 if since is None else since) as waiter:
         while True:
             waiter.event.clear()  # before the read: a change committed after it still wakes us
-            final = hub.closing or loop.time() >= deadline
+            final = hub.closing or waiter.superseded or loop.time() >= deadline
             answer = await run_in_threadpool(_read_leases, db, clock, miner.subject, since, final)
             if answer is not None:
                 return answer
