@@ -98,7 +98,11 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     # Outermost but for the metrics: nothing reads, parses or authenticates a body it refuses.
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+    )
     metrics.install(app, settings, clock)
     openapi.install(app)
     return app

@@ -111,6 +111,7 @@ def _serve(args: argparse.Namespace) -> int:
     from coordinator_stub.app import create_app
     from coordinator_stub.db.engine import Database
     from coordinator_stub.db.migrate import SchemaVersionError, prepare_for_serve
+    from coordinator_stub.routes.slow_clients import with_header_timeout
 
     settings = _settings(host=args.host, port=args.port, database_url=args.database_url)
     if settings is None:
@@ -150,6 +151,8 @@ def _serve(args: argparse.Namespace) -> int:
             port=settings.port,
             log_level=settings.log_level,
             access_log=False,
+            http=with_header_timeout(settings.header_timeout_s),
+            limit_concurrency=settings.max_connections,
         )
     )
     server.run()

@@ -156,6 +156,21 @@ class CoordinatorSettings(BaseSettings):
         description="Lease long polls one miner may hold open; a newer one answers the oldest "
         "at once (an agent holds one), so one booking never wakes hundreds.",
     )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection that has not sent a request's headers within this is closed.",
+    )
+    body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request whose body has not arrived within this is answered 408.",
+    )
+    max_connections: int = Field(
+        default=2048,
+        ge=1,
+        description="Open connections and requests at most; past it new requests get 503.",
+    )
     db_pool_size: int = Field(
         default=10, ge=1, description="Database connections kept open per process."
     )

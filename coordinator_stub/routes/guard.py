@@ -7,6 +7,8 @@ per route:
   `Content-Length` before a byte is read, or as soon as a streamed body passes the limit — so an
   anonymous 300 MB upload costs neither memory nor the time to read it, and never reaches JSON
   parsing or the API-key lookup.
+- **Slow bodies.** A body that has not arrived within `body_timeout_s` (30 s) is answered 408
+  (headers have their deadline in `routes.slow_clients`).
 - **Text the database cannot hold.** A JSON string with a lone surrogate (`"\\ud800"`) or a NUL
   character (`"\\u0000"`), or a NUL in the query string, is answered 422. Neither database can
   store them (the drivers raise), and echoing them back would fail to encode: before this guard
@@ -20,6 +22,7 @@ a 200 kB description is not sent back whole.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -61,9 +64,10 @@ async def _answer(send: Send, status: int, detail: str) -> None:
 class RequestGuard:
     """Refuse oversized bodies (413) and unstorable text (422) before the app runs."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     def _too_large(self) -> str:
         return f"the request body is larger than {self.max_body_bytes} bytes"
@@ -87,8 +91,15 @@ class RequestGuard:
                     return
         body = bytearray()
         tail: Message | None = None  # a disconnect met while reading, replayed after the body
+        deadline = asyncio.get_running_loop().time() + self.body_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(
+                    receive(), deadline - asyncio.get_running_loop().time()
+                )
+            except TimeoutError:
+                await _answer(send, 408, f"the request body took over {self.body_timeout_s:g} s")
+                return
             if message["type"] != "http.request":
                 tail = message
                 break

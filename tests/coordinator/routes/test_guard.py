@@ -228,3 +228,67 @@ def test_the_guard_replays_the_body_unchanged_for_every_ordinary_request(
     online(client)
     body = client.get(f"/v1/marketplace/gpu/{gpu}").json()
     assert body["model"] == 'quote " and \\ backslash é'
+
+
+@pytest.fixture(scope="module")
+def impatient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A coordinator with 1 s header and body deadlines (10 s and 30 s by default)."""
+    path: Path = tmp_path_factory.mktemp("impatient") / "coordinator.db"
+    env = {"COORDINATOR_HEADER_TIMEOUT_S": "1", "COORDINATOR_BODY_TIMEOUT_S": "1"}
+    with live_coordinator(f"sqlite:///{path}", env=env) as url:
+        yield url
+
+
+def _closed_within(sock: socket.socket, seconds: float, trickle: bytes | None) -> float | None:
+    """Seconds until the server closed `sock` (None if it did not within `seconds`), sending
+    `trickle` every 0.2 s meanwhile."""
+    started = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - started < seconds:
+        try:
+            if sock.recv(65536) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic() - started
+        if trickle is not None:
+            try:
+                sock.sendall(trickle)
+            except (ConnectionResetError, BrokenPipeError):
+                return time.monotonic() - started
+    return None
+
+
+def test_a_client_that_trickles_its_headers_is_cut_off(impatient: str) -> None:
+    host, port = impatient.removeprefix("http://").split(":")
+    sockets = [socket.create_connection((host, int(port))) for _ in range(50)]
+    try:
+        for sock in sockets:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        # One header line every 0.2 s, never the blank line that ends them: closed at ~1 s.
+        closed = [_closed_within(sock, 4, b"X-Slow: 1\r\n") for sock in sockets[:5]]
+        assert all(c is not None and c < 3 for c in closed), closed
+        silent = [_closed_within(sock, 3, None) for sock in sockets[5:]]
+        assert all(c is not None for c in silent)  # every held descriptor is given back
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert httpx.get(f"{impatient}/health", timeout=2).status_code == 200
+
+
+def test_headers_in_time_are_served_and_keep_alive_still_works(impatient: str) -> None:
+    with httpx.Client(base_url=impatient, timeout=5) as http:
+        for _ in range(3):
+            assert http.get("/health").status_code == 200
+            time.sleep(0.5)  # idle between requests is keep-alive's business, not this deadline
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_408(impatient: str) -> None:
+    answer = raw_request(
+        impatient,
+        b"POST /v1/miners/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\nX-Api-Key: " + MINER_KEY.encode() + b"\r\n\r\n",
+        b'{"inflight"',
+    )
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
