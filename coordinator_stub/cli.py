@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -64,16 +66,43 @@ def _settings(**overrides: Any) -> CoordinatorSettings | None:
         return None
 
 
+class _CommandFailedError(Exception):
+    """Leave the command with this exit code; its message was written already."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextmanager
+def _database_step(command: str, where: str, *, refused_code: int) -> Iterator[None]:
+    """Turn what a database step may meet into one line on stderr and an exit code: a schema
+    this coordinator will not use (`refused_code`), or a database it cannot reach (69)."""
+    from sqlalchemy.exc import OperationalError
+
+    from coordinator_stub.db.migrate import SchemaVersionError
+
+    try:
+        yield
+    except SchemaVersionError as exc:
+        sys.stderr.write(f"{command}: database {where}: {exc}\n")
+        raise _CommandFailedError(refused_code) from exc
+    except OperationalError as exc:
+        sys.stderr.write(f"{command}: cannot reach database {where}: {exc.orig}\n")
+        raise _CommandFailedError(EX_UNAVAILABLE) from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "migrate":
-        return _migrate(args)
-    return _serve(args)
+    try:
+        if args.command == "migrate":
+            return _migrate(args)
+        return _serve(args)
+    except _CommandFailedError as exc:
+        return exc.code
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import OperationalError
-
     from coordinator_stub.db import migrate
     from coordinator_stub.db.engine import Database
 
@@ -83,17 +112,12 @@ def _migrate(args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     where = Database.redact(settings.database_url)
     try:
-        if args.check:
-            state = migrate.schema_state(db)
-            sys.stdout.write(f"database {where}: {state.describe()}\n")
-            return 0 if state.up_to_date else EX_NOT_CURRENT
-        before, after = migrate.upgrade(db)
-    except migrate.SchemaVersionError as exc:
-        sys.stderr.write(f"aitbc-coordinator migrate: database {where}: {exc}\n")
-        return EX_DATAERR
-    except OperationalError as exc:
-        sys.stderr.write(f"aitbc-coordinator migrate: cannot reach database {where}: {exc.orig}\n")
-        return EX_UNAVAILABLE
+        with _database_step("aitbc-coordinator migrate", where, refused_code=EX_DATAERR):
+            if args.check:
+                state = migrate.schema_state(db)
+                sys.stdout.write(f"database {where}: {state.describe()}\n")
+                return 0 if state.up_to_date else EX_NOT_CURRENT
+            before, after = migrate.upgrade(db)
     finally:
         db.dispose()
     if before.current == after.current:
@@ -106,11 +130,10 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
-    from sqlalchemy.exc import OperationalError
 
     from coordinator_stub.app import create_app
     from coordinator_stub.db.engine import Database
-    from coordinator_stub.db.migrate import SchemaVersionError, prepare_for_serve
+    from coordinator_stub.db.migrate import prepare_for_serve
     from coordinator_stub.routes.slow_clients import with_header_timeout
 
     settings = _settings(host=args.host, port=args.port, database_url=args.database_url)
@@ -119,13 +142,9 @@ def _serve(args: argparse.Namespace) -> int:
     where = Database.redact(settings.database_url)
     db = Database(settings.database_url)
     try:
-        prepare_for_serve(db)  # before the port opens: a refusal is a message, not a traceback
-    except SchemaVersionError as exc:
-        sys.stderr.write(f"aitbc-coordinator: not serving database {where}: {exc}\n")
-        return EX_CONFIG
-    except OperationalError as exc:
-        sys.stderr.write(f"aitbc-coordinator: cannot reach database {where}: {exc.orig}\n")
-        return EX_UNAVAILABLE
+        # Before the port opens: a refusal is a message and exit 78, not a traceback.
+        with _database_step("aitbc-coordinator: not serving", where, refused_code=EX_CONFIG):
+            prepare_for_serve(db)
     finally:
         db.dispose()
     sys.stderr.write(
