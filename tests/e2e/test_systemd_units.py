@@ -56,7 +56,9 @@ def test_agent_unit_keeps_the_spec_promises() -> None:
     assert d["RestartPreventExitStatus"] == ["78"]
     assert "WatchdogSec" in d
     assert d.get("PrivateDevices", ["no"]) == ["no"]  # would hide /dev/nvidia*
-    assert "char-nvidia-frontend rw" in d["DeviceAllow"]
+    assert {"char-nvidia-frontend rw", "char-nvidia rw", "char-nvidiactl rw"} <= set(
+        d["DeviceAllow"]
+    )
     assert "ProtectClock" not in d  # implies a device rule that closes /dev/nvidia*
     assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
 
@@ -84,3 +86,32 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
                 or f"[{section}.{key}]" in text
                 or (f"[[{section}.{key}]]" in text)
             ), f"{section}.{key} missing from the example"
+
+
+def _char_majors(proc_devices: str) -> dict[str, set[int]]:
+    """Names of /proc/devices' "Character devices" section → their major numbers."""
+    majors: dict[str, set[int]] = {}
+    section = ""
+    for line in proc_devices.splitlines():
+        if line.endswith(":"):
+            section = line
+            continue
+        parts = line.split()
+        if section.startswith("Character") and len(parts) == 2:
+            majors.setdefault(parts[1], set()).add(int(parts[0]))
+    return majors
+
+
+@pytest.mark.parametrize("driver", ["r535", "r550"])
+def test_the_agent_unit_opens_the_nvidia_devices_of_old_and_new_drivers(driver: str) -> None:
+    """DeviceAllow=char-NAME is resolved through /proc/devices, whose NVIDIA names changed with
+    driver 550.40 (nvidia-frontend → nvidia, nvidiactl): both generations must stay open."""
+    names = _char_majors((REPO / f"tests/e2e/data/proc_devices_{driver}.txt").read_text())
+    allowed: set[int] = set()
+    for rule in _directives(UNITS / "aitbc-agent.service")["DeviceAllow"]:
+        spec, _, _access = rule.partition(" ")
+        if spec.startswith("char-"):
+            allowed |= names.get(spec.removeprefix("char-"), set())
+    assert 195 in allowed  # /dev/nvidiactl and /dev/nvidia0..N
+    assert names["nvidia-uvm"] <= allowed  # CUDA
+    assert names["nvidia-caps"] <= allowed  # MIG
