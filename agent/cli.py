@@ -176,6 +176,10 @@ def _print_table(doc: dict[str, Any]) -> None:
 def cmd_config_check(args: argparse.Namespace) -> int:
     """Validate a config file; print a one-line summary."""
     settings, path = _load(args, must_exist=True)
+    key_file = settings.coordinator.api_key_file
+    if key_file is not None and not key_file.exists():
+        # `run` would exit 78 on this, whoever runs it: so does the check.
+        raise ConfigError(f"coordinator.api_key_file {str(key_file)!r} does not exist")
     key_problem: ConfigError | None = None
     try:
         settings.coordinator.require_api_key()

@@ -215,6 +215,18 @@ def test_config_check_without_a_key_warns_but_passes(
     assert "api_key_not_found" in err
 
 
+def test_config_check_refuses_a_missing_api_key_file_as_run_would(
+    tmp_path: Path, fake_daemon: list[Path | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agent.toml"
+    missing = tmp_path / "no-such-key"
+    path.write_text(f'[coordinator]\napi_key_file = "{missing}"\n' + SIMULATED)
+    assert main(["config", "check", "--config", str(path)]) == 78
+    assert "api_key_file" in capsys.readouterr().err
+    assert main(["run", "--config", str(path)]) == 78  # what the check predicted
+    assert fake_daemon == []
+
+
 def test_run_without_config_and_no_default_file_exits_78_naming_it(
     tmp_path: Path,
     fake_daemon: list[Path | None],
