@@ -54,7 +54,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(**overrides: Any) -> CoordinatorSettings | None:
-    from coordinator_stub.config import CoordinatorSettings
+    from coordinator_stub.config import CoordinatorSettings, unknown_settings
+
+    unknown = unknown_settings()
+    if unknown:
+        for name in unknown:
+            sys.stderr.write(
+                f"aitbc-coordinator: unknown setting {name} (see docs/configuration.md)\n"
+            )
+        return None
 
     try:
         return CoordinatorSettings(**{k: v for k, v in overrides.items() if v is not None})

@@ -197,6 +197,21 @@ class CoordinatorSettings(BaseSettings):
         return keys
 
 
+ENV_PREFIX = "COORDINATOR_"
+
+
+def unknown_settings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """`COORDINATOR_*` variables that name no setting (a typo would otherwise be ignored, and
+    the default used without a word)."""
+    environ = os.environ if environ is None else environ
+    known = {ENV_PREFIX + name.upper() for name in CoordinatorSettings.model_fields}
+    return sorted(
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    )
+
+
 def parse_bootstrap_keys(value: str) -> list[BootstrapKey]:
     """Parse `role:subject:key,...`; a malformed entry is an error that names its position."""
     keys: list[BootstrapKey] = []

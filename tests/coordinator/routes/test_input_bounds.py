@@ -133,3 +133,23 @@ def test_a_bad_bootstrap_key_setting_never_prints_the_keys() -> None:
     assert "COORDINATOR_BOOTSTRAP_KEYS" in proc.stderr
     assert "SUPERSECRET1" not in proc.stderr + proc.stdout
     assert "SECRET2" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("command", [["serve"], ["migrate", "--check"]])
+def test_a_misspelt_coordinator_setting_is_refused_by_name(command: list[str]) -> None:
+    env = {
+        **os.environ,
+        "COORDINATOR_OFLINE_AFTER_S": "5",  # offline_after_s, misspelt
+        "COORDINATOR_DATABASE_URL": "sqlite:///:memory:",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "coordinator_stub", *command],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 78
+    assert "unknown setting COORDINATOR_OFLINE_AFTER_S" in proc.stderr
