@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from agent import __version__
 from agent.errors import AgentError, CoordinatorRejectedError, CoordinatorUnavailableError
+from agent.gpu import GpuInfo, GpuSample
 from agent.lease.state import utc_now
 from agent.link.registration import gpu_registration, miner_registration
 from agent.link.units import heartbeat_reports, rentable_units
@@ -36,6 +39,37 @@ def _boot_id() -> str | None:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
     except OSError:
         return None
+
+
+def log_health_changes(
+    before: Mapping[str, GpuSample],
+    after: Mapping[str, GpuSample],
+    gpus: Mapping[str, GpuInfo],
+) -> None:
+    """One log line per GPU whose health changed since the previous sample — the way an
+    operator sees an Xid 79 and the recovery after it — with what identifies the card."""
+    for uuid, sample in after.items():
+        old = before.get(uuid)
+        was = "ok" if old is None else old.health.status.value
+        now = sample.health.status.value
+        if was == now:
+            continue
+        info = gpus.get(uuid)
+        fields: dict[str, Any] = {
+            "uuid": uuid,
+            "index": sample.index,
+            "pci_bus_id": None if info is None else info.pci_bus_id,
+            "health": now,
+            "previous": was,
+            "reason": sample.health.reason,
+            "xids": list(sample.xid_events),
+        }
+        if now == "ok":
+            log.info("gpu_recovered", **fields)
+        elif now == "degraded":
+            log.warning("gpu_health_changed", **fields)
+        else:
+            log.error("gpu_health_changed", **fields)
 
 
 class Heartbeat:
@@ -59,9 +93,11 @@ class Heartbeat:
         gpus = list(d.backend.gpus())
         units = rentable_units(gpus, d.settings.gpu.exclude)
         with d.lock:
+            previous = d.samples
             d.gpus = gpus
             d.units = units
             d.samples = {s.uuid: s for s in samples if s.uuid is not None}
+        log_health_changes(previous, d.samples, {g.uuid: g for g in gpus if g.uuid is not None})
 
     def tick(self) -> None:
         """Sample, then (unless backing off) register when needed and heartbeat."""
