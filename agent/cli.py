@@ -1,8 +1,8 @@
 """`aitbc-agent`: run / probe / status / config check; the only place that catches everything.
 
-Exit codes: 0 ok, 1 other agent error, 69 no GPU access (EX_UNAVAILABLE), 70 a bug
-(EX_SOFTWARE), 78 bad configuration (EX_CONFIG). stdout carries only command output; logs go to
-stderr.
+Exit codes: 0 ok, 1 other agent error, 3 `status`: the agent is not running, 69 no GPU access
+(EX_UNAVAILABLE), 70 a bug (EX_SOFTWARE), 78 bad configuration (EX_CONFIG). stdout carries only
+command output; logs go to stderr.
 
 `run` calls `agent.service.daemon.run(settings, config_path=PATH) -> int` and `status` calls
 `agent.service.status_cmd.main(settings, as_json=BOOL) -> int`; both are imported only when used.

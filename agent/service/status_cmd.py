@@ -60,6 +60,7 @@ def status_document(settings: AgentSettings) -> dict[str, Any]:
         "coordinator_state": view.get("coordinator_state"),
         "last_heartbeat_at": view.get("last_heartbeat_at"),
         "status_written_at": view.get("written_at"),
+        "stale": not _pid_alive(view.get("pid")),  # the values below are not being updated
         "gpus": gpus,
         "leases": [
             lease.model_dump(mode="json")
@@ -68,14 +69,18 @@ def status_document(settings: AgentSettings) -> dict[str, Any]:
     }
 
 
+EX_NOT_RUNNING = 3  # as `systemctl status` of an inactive unit (LSB "program is not running")
+
+
 def main(settings: AgentSettings, *, as_json: bool = False) -> int:
-    """Print the status; exit 0 (the agent not running is reported, not an error)."""
+    """Print the status; exit 0 while the agent runs, 3 when it does not (its last values are
+    then printed marked stale: nothing is updating them)."""
     doc = status_document(settings)
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        return 0
-    _print(doc)
-    return 0
+    else:
+        _print(doc)
+    return 0 if doc["running"] else EX_NOT_RUNNING
 
 
 def printable(value: object) -> str:
@@ -95,7 +100,11 @@ def _print(doc: dict[str, Any]) -> None:
 
     width = None if sys.stdout.isatty() else 160
     console = Console(file=sys.stdout, width=width)
-    running = f"running (pid {doc['pid']})" if doc["running"] else "not running"
+    if doc["running"]:
+        running = f"running (pid {doc['pid']})"
+    else:
+        written = doc.get("status_written_at") or "never"
+        running = f"NOT RUNNING — the values below are stale, last written {written}"
     console.print(
         cell(
             f"agent {running} · miner {doc['miner_id'] or '—'} · coordinator "
