@@ -93,9 +93,12 @@ class AgentLog(threading.Thread):
             self.lines.append(line)
             if line.startswith("{"):
                 try:
-                    self.events.append(json.loads(line))
+                    event = json.loads(line)
                 except ValueError:
                     continue
+                self.events.append(event)
+                if event.get("event") == "hook_output":  # a hook's line, as the agent logs it
+                    say(f"    │ {event.get('line', '')}")
             elif line:
                 say(f"    │ {line}")
 

@@ -27,7 +27,7 @@ from agent.config import LeasesSettings
 from agent.errors import StateError
 from agent.lease.acks import AckSender
 from agent.lease.hook_threads import LeaseHookThreads
-from agent.lease.hooks import HookResult, lease_env, run_hook
+from agent.lease.hooks import HookResult, lease_env, run_lease_hook
 from agent.lease.inbox import LeaseInbox
 from agent.lease.reconcile import GpuView, Reack, Reject, Start, Stop, Update, next_expiry, plan
 from agent.lease.state import AgentState, HeldLease, StateStore, utc_now
@@ -387,11 +387,12 @@ class LeaseWorker:
                 client_id=lease.client_id,
                 end_time=lease.end_time,
             )
-        result = run_hook(argv, env, timeout_s=self._settings().hook_timeout_s)
+
+        result = run_lease_hook(
+            argv, env, timeout_s=self._settings().hook_timeout_s, booking_id=lease.booking_id
+        )
         with self._lock:
             self.counters["hook_runs_total"] += 1
             if not result.ok:
                 self.counters["hook_failures_total"] += 1
-        level = log.info if result.ok else log.error
-        level("hook_finished", hook=argv[0], booking_id=lease.booking_id, result=result.describe())
         return result

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import structlog
 
 from agent.config import LeasesSettings
 from agent.lease.hooks import lease_env, rfc3339, run_hook
@@ -254,3 +255,26 @@ def test_hook_never_sees_the_agents_secrets_or_systemd_sockets(
     assert env["HOOK_TEST_KEPT"] == "yes"  # the rest of the environment is passed on
     assert env["AITBC_LEASE_ID"] == "bk_1"
     assert "PATH" in env
+
+
+def test_hook_output_is_logged_line_by_line_against_its_lease() -> None:
+    from agent.lease.hooks import MAX_LOGGED_LINES, run_lease_hook
+
+    script = (
+        "echo 'started {\"not\": json'; echo oops >&2; "
+        f"i=0; while [ $i -lt {MAX_LOGGED_LINES + 5} ]; do echo line$i; i=$((i+1)); done"
+    )
+    with structlog.testing.capture_logs() as logs:
+        result = run_lease_hook(["sh", "-c", script], {}, timeout_s=30, booking_id="bk_1")
+    assert result.ok
+    lines = [e for e in logs if e["event"] == "hook_output"]
+    assert {"booking_id": "bk_1", "stream": "stderr", "line": "oops"}.items() <= next(
+        e for e in lines if e["stream"] == "stderr"
+    ).items()
+    stdout = [e["line"] for e in lines if e["stream"] == "stdout"]
+    assert stdout[0] == 'started {"not": json'  # a value in an event, never raw text
+    assert len(stdout) == MAX_LOGGED_LINES + 1  # capped, with a note saying so
+    assert "not logged" in stdout[-1]
+    (finished,) = [e for e in logs if e["event"] == "hook_finished"]
+    assert finished["booking_id"] == "bk_1"
+    assert finished["duration_s"] >= 0
