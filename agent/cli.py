@@ -111,11 +111,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
         doc = probe_document(backend.kind, system, backend.gpus(), samples)
     finally:
         backend.close()
-    log.info("probe_finished", backend=backend.kind, gpus=len(doc["gpus"]))
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     else:
         _print_table(doc)
+    sys.stdout.flush()  # the log line (stderr) after the output, never above or inside it
+    log.info("probe_finished", backend=backend.kind, gpus=len(doc["gpus"]))
     return 0
 
 
@@ -128,49 +129,55 @@ def _fmt(value: Any, unit: str = "") -> str:
 
 
 def _print_table(doc: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from agent.service.tables import Column, render, short_uuid
 
     title = (
         f"{doc['backend']} · driver {doc['driver_version'] or '—'}"
         f" · CUDA {doc['cuda_driver_version'] or '—'}"
     )
-    table = Table(title=title)
-    for column in ("#", "model", "uuid", "memory MiB", "util", "temp", "power", "health"):
-        table.add_column(column, no_wrap=column in ("uuid", "#"))
     colours = {"ok": "green", "degraded": "yellow", "unhealthy": "red", "lost": "red"}
+    rows: list[dict[str, str]] = []
     for g in doc["gpus"]:
-        memory = f"{_fmt(g['memory_used_mib'])}/{_fmt(g['memory_total_mib'])}"
         health = g["health"] or "—"
         if g["health_reason"]:
             health += f" ({g['health_reason']})"
-        colour = colours.get(g["health"] or "", "white")
-        table.add_row(
-            str(g["index"]),
-            g["name"] or "—",
-            g["uuid"] or "—",
-            memory,
-            _fmt(g["utilization_pct"], " %"),
-            _fmt(g["temperature_c"], " °C"),
-            _fmt(g["power_draw_w"], " W"),
-            f"[{colour}]{health}[/{colour}]",
+        rows.append(
+            {
+                "#": str(g["index"]),
+                "model": g["name"] or "—",
+                "uuid": g["uuid"] or "—",
+                "memory MiB": f"{_fmt(g['memory_used_mib'])}/{_fmt(g['memory_total_mib'])}",
+                "util": _fmt(g["utilization_pct"], " %"),
+                "temp": _fmt(g["temperature_c"], " °C"),
+                "power": _fmt(g["power_draw_w"], " W"),
+                "health": health,
+                "style": colours.get(g["health"] or "", ""),
+            }
         )
         for m in g["mig_devices"]:
-            table.add_row(
-                f" {g['index']}.{m['index']}",
-                f"  MIG {m['profile'] or '?'}",
-                m["uuid"] or "—",
-                _fmt(m["memory_total_mib"]),
-                "",
-                "",
-                "",
-                "",
+            rows.append(
+                {
+                    "#": f"{g['index']}.{m['index']}",
+                    "model": f"  MIG {m['profile'] or '?'}",
+                    "uuid": m["uuid"] or "—",
+                    "memory MiB": _fmt(m["memory_total_mib"]),
+                    "style": "",
+                }
             )
-    if not doc["gpus"]:
-        table.caption = "no GPUs"
-    # Off a terminal rich assumes 80 columns; uuids and model names need more to stay whole.
-    width = None if sys.stdout.isatty() else 160
-    Console(file=sys.stdout, width=width).print(table)
+    # Higher priority gives way first when the terminal is narrow; 0 never does.
+    layout = [("#", 0), ("model", 0), ("uuid", 1), ("memory MiB", 0), ("util", 2)]
+    layout += [("temp", 3), ("power", 4), ("health", 0)]
+    columns = [
+        Column(
+            header,
+            [r.get(header, "") for r in rows],
+            priority=priority,
+            shorten=short_uuid if header == "uuid" else None,
+            styles=[r["style"] if header == "health" else "" for r in rows],
+        )
+        for header, priority in layout
+    ]
+    render(title, columns, caption=None if doc["gpus"] else "no GPUs")
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import unicodedata
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,60 +91,93 @@ def printable(value: object) -> str:
     return "".join("?" if unicodedata.category(c) in ("Cc", "Cf") else c for c in text)
 
 
+def age(moment: str | None, now: datetime | None = None) -> str:
+    """`"4 s ago"`, `"3 min ago"`, `"2 h ago"` for an ISO time; `"—"` when there is none."""
+    if not moment:
+        return "—"
+    try:
+        then = datetime.fromisoformat(moment)
+    except ValueError:
+        return printable(moment)
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    seconds = max(0.0, ((now or datetime.now(UTC)) - then).total_seconds())
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def short_time(moment: str) -> str:
+    """`2026-12-04T06:40:52.636529Z` → `12-04 06:40Z` (a lease's end, to the minute)."""
+    try:
+        return datetime.fromisoformat(moment).astimezone(UTC).strftime("%m-%d %H:%MZ")
+    except ValueError:
+        return moment
+
+
 def _print(doc: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
-    def cell(value: object) -> Text:  # a Text is never read as rich markup ("[bold]...")
-        return Text(printable(value))
+    from agent.service.tables import Column, render, short_uuid, terminal_width
 
-    width = None if sys.stdout.isatty() else 160
-    console = Console(file=sys.stdout, width=width)
+    width = terminal_width(sys.stdout)
     if doc["running"]:
         running = f"running (pid {doc['pid']})"
     else:
-        written = doc.get("status_written_at") or "never"
-        running = f"NOT RUNNING — the values below are stale, last written {written}"
-    console.print(
-        cell(
-            f"agent {running} · miner {doc['miner_id'] or '—'} · coordinator "
-            f"{doc['coordinator_url']} ({doc['coordinator_state'] or 'unknown'}) · "
-            f"last heartbeat {doc['last_heartbeat_at'] or '—'}"
+        written = age(doc.get("status_written_at"))
+        running = f"NOT RUNNING — the values below are stale (written {written})"
+    Console(file=sys.stdout, width=width).print(
+        Text(  # a Text is never read as rich markup ("[bold]...")
+            printable(
+                f"agent {running} · miner {doc['miner_id'] or '—'} · coordinator "
+                f"{doc['coordinator_url']} ({doc['coordinator_state'] or 'unknown'}) · "
+                f"last heartbeat {age(doc['last_heartbeat_at'])}"
+            )
         )
     )
-    gpus = Table(title="GPUs")
-    for column in ("#", "uuid", "gpu id", "model", "health", "util"):
-        gpus.add_column(column, no_wrap=True)
-    for g in doc["gpus"]:
-        health = g.get("health") or "—"
-        if g.get("health_reason"):
-            health += f" ({g['health_reason']})"
-        util = g.get("utilization_pct")
-        gpus.add_row(
-            cell(g.get("index", "—")),
-            cell(g.get("uuid") or "—"),
-            cell(g.get("gpu_id") or "—"),
-            cell(g.get("name") or "—"),
-            cell(health),
-            cell("—" if util is None else f"{util} %"),
-        )
-    console.print(gpus)
-    leases = Table(title="Leases")
-    for column in ("booking", "gpu", "client", "ends", "phase", "ack"):
-        leases.add_column(column, no_wrap=True)
-    for lease in doc["leases"]:
-        ack = "—"
-        if lease["ack_state"]:
-            ack = lease["ack_state"] + (" ✓" if lease["acked"] else " (owed)")
-        leases.add_row(
-            cell(lease["booking_id"]),
-            cell(lease["gpu_uuid"]),
-            cell(lease["client_id"] or "—"),
-            cell(lease["end_time"]),
-            cell(lease["phase"]),
-            cell(ack),
-        )
-    if not doc["leases"]:
-        leases.caption = "no leases"
-    console.print(leases)
+    gpus = doc["gpus"]
+
+    def health(g: dict[str, Any]) -> str:
+        text = g.get("health") or "—"
+        return text + (f" ({g['health_reason']})" if g.get("health_reason") else "")
+
+    def util(g: dict[str, Any]) -> str:
+        return "—" if g.get("utilization_pct") is None else f"{g['utilization_pct']} %"
+
+    render(
+        "GPUs",
+        [
+            Column("#", [printable(g.get("index", "—")) for g in gpus]),
+            Column("uuid", [printable(g.get("uuid") or "—") for g in gpus], 2, short_uuid),
+            Column("gpu id", [printable(g.get("gpu_id") or "—") for g in gpus], 3),
+            Column("model", [printable(g.get("name") or "—") for g in gpus]),
+            Column("health", [printable(health(g)) for g in gpus]),
+            Column("util", [util(g) for g in gpus], 1),
+        ],
+        width=width,
+    )
+    leases = doc["leases"]
+
+    def ack(lease: dict[str, Any]) -> str:
+        if not lease["ack_state"]:
+            return "—"
+        return str(lease["ack_state"]) + (" ✓" if lease["acked"] else " (owed)")
+
+    render(
+        "Leases",
+        [
+            Column("booking", [printable(x["booking_id"]) for x in leases]),
+            Column("gpu", [printable(x["gpu_uuid"]) for x in leases], 2, short_uuid),
+            Column("client", [printable(x["client_id"] or "—") for x in leases], 3),
+            Column("ends", [printable(x["end_time"]) for x in leases], 1, short_time),
+            Column("phase", [printable(x["phase"]) for x in leases]),
+            Column("ack", [printable(ack(x)) for x in leases]),
+        ],
+        caption=None if leases else "no leases",
+        width=width,
+    )
