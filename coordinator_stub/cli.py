@@ -29,27 +29,96 @@ EX_UNAVAILABLE = 69
 EX_CONFIG = 78
 
 
+EXIT_CODES = """exit codes:
+  0   done (migrate --check: the database is up to date)
+  1   migrate --check: the database is not up to date
+  3   the server failed to start (the port is taken, ...)
+  65  migrate refuses the database (written by a newer coordinator, or not a coordinator's);
+      keys refuses (a subject of another role, an unknown key id)
+  69  the database cannot be reached
+  78  a bad or unknown COORDINATOR_* setting, or (serve) a database that needs migrate"""
+
+SETTINGS = """settings: COORDINATOR_* environment variables, every one in docs/configuration.md
+(an unknown one is refused). A first admin key outside systemd, either of:
+  aitbc-coordinator keys create --role admin --subject ops
+  export COORDINATOR_BOOTSTRAP_KEYS=admin:ops:$(openssl rand -hex 24)"""
+
+
+def _command(
+    commands: Any, name: str, help_: str, description: str, examples: str
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help_,
+        description=description,
+        epilog=f"examples:\n{examples}\n\n{EXIT_CODES}\n\n{SETTINGS}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aitbc-coordinator", description="AITBC coordinator")
+    parser = argparse.ArgumentParser(
+        prog="aitbc-coordinator",
+        description="The AITBC coordinator: GPU marketplace, miner protocol, staking, ledger.",
+        epilog=f"{EXIT_CODES}\n\n{SETTINGS}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP API")
+    url_help = "SQLAlchemy URL (COORDINATOR_DATABASE_URL; default coordinator.db here)"
+    serve = _command(
+        commands,
+        "serve",
+        "run the HTTP API",
+        "Serve the API (OpenAPI at /openapi.json, docs at /docs). An empty database gets the "
+        "schema of this release; any other must be at its revision (see migrate).",
+        "  aitbc-coordinator serve\n"
+        "  COORDINATOR_DATABASE_URL=postgresql+psycopg://aitbc@db/aitbc aitbc-coordinator serve",
+    )
     serve.add_argument("--host", help="listen address (COORDINATOR_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (COORDINATOR_PORT, default 8000)")
-    serve.add_argument("--database-url", help="SQLAlchemy URL (COORDINATOR_DATABASE_URL)")
-    migrate = commands.add_parser(
+    serve.add_argument("--database-url", help=url_help)
+    migrate = _command(
+        commands,
         "migrate",
-        help="upgrade the database schema to this release (or --check it)",
-        description="Upgrade the database to the newest schema revision this coordinator "
-        "knows (idempotent; a 0.1.0 database is adopted, then upgraded). Back the database up "
+        "upgrade the database schema to this release (or --check it)",
+        "Upgrade the database to the newest schema revision this coordinator knows "
+        "(idempotent; a 0.1.0 database is adopted, then upgraded). Back the database up "
         "first: docs/operations.md says how.",
+        "  aitbc-coordinator migrate --check\n  aitbc-coordinator migrate",
     )
-    migrate.add_argument("--database-url", help="SQLAlchemy URL (COORDINATOR_DATABASE_URL)")
+    migrate.add_argument("--database-url", help=url_help)
     migrate.add_argument(
         "--check",
         action="store_true",
         help="change nothing; exit 0 only when the database is up to date (1 otherwise)",
     )
+    keys = _command(
+        commands,
+        "keys",
+        "create, list or revoke API keys in the database",
+        "Manage API keys directly in the database (the same as the admin API, without a key "
+        "to call it with). A revocation reaches running coordinators within "
+        "COORDINATOR_KEY_CACHE_TTL_S (2 s).",
+        "  aitbc-coordinator keys create --role admin --subject ops\n"
+        "  aitbc-coordinator keys list --subject host-01\n"
+        "  aitbc-coordinator keys revoke key_0123456789abcdef",
+    )
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument("--database-url", help=url_help)
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser(
+        "create", help="issue a key; it is printed once, on stdout", parents=[database]
+    )
+    create.add_argument("--role", choices=("admin", "miner", "client"), required=True)
+    create.add_argument("--subject", required=True, help="the miner id or client id it acts for")
+    listing = actions.add_parser(
+        "list", help="list key ids, roles, subjects and times", parents=[database]
+    )
+    listing.add_argument("--subject", help="only this subject's keys")
+    revoke = actions.add_parser("revoke", help="revoke a key by its id", parents=[database])
+    revoke.add_argument("key_id")
     return parser
 
 
@@ -105,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "migrate":
             return _migrate(args)
+        if args.command == "keys":
+            return _keys(args)
         return _serve(args)
     except _CommandFailedError as exc:
         return exc.code
@@ -133,6 +204,67 @@ def _migrate(args: argparse.Namespace) -> int:
     else:
         origin = before.current or ("empty" if before.empty else "release 0.1.0, unversioned")
         sys.stdout.write(f"database {where}: upgraded from {origin} to revision {after.current}\n")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from coordinator_stub.auth import (
+        check_subject,
+        check_subject_role,
+        generate_key,
+        revoke_key,
+        store_key,
+    )
+    from coordinator_stub.core.clock import rfc3339, utcnow
+    from coordinator_stub.db.engine import Database
+    from coordinator_stub.db.migrate import prepare_for_serve
+    from coordinator_stub.db.models import ApiKey
+    from coordinator_stub.errors import DomainError
+    from coordinator_stub.ledger.transfers import ensure_account
+
+    settings = _settings(database_url=args.database_url)
+    if settings is None:
+        return EX_CONFIG
+    db = Database(settings.database_url)
+    where = Database.redact(settings.database_url)
+    now = utcnow()
+    try:
+        with _database_step("aitbc-coordinator keys", where, refused_code=EX_CONFIG):
+            prepare_for_serve(db)
+            if args.action == "create":
+                check_subject(args.subject)
+                key = generate_key(args.role)
+                with db.write() as session:
+                    check_subject_role(session, subject=args.subject, role=args.role)
+                    key_id = store_key(
+                        session, key=key, role=args.role, subject=args.subject, now=now
+                    )
+                    ensure_account(session, args.subject, now)
+                sys.stdout.write(f"{key}\n")  # the key alone on stdout, for a pipe or a file
+                sys.stderr.write(f"created {key_id} ({args.role} {args.subject}); shown once\n")
+            elif args.action == "list":
+                query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.key_id)
+                if args.subject:
+                    query = query.where(ApiKey.subject == args.subject)
+                with db.read() as session:
+                    for row in session.scalars(query):
+                        state = f"revoked {rfc3339(row.revoked_at)}" if row.revoked_at else "active"
+                        sys.stdout.write(
+                            f"{row.key_id}  {row.role:<6}  {row.subject}  created "
+                            f"{rfc3339(row.created_at)}  last used "
+                            f"{rfc3339(row.last_used_at) or 'never'}  {state}\n"
+                        )
+            else:
+                with db.write() as session:
+                    row = revoke_key(session, key_id=args.key_id, now=now)
+                    sys.stdout.write(f"revoked {row.key_id} at {rfc3339(row.revoked_at)}\n")
+    except DomainError as exc:
+        sys.stderr.write(f"aitbc-coordinator keys: {exc.detail}\n")
+        return EX_DATAERR
+    finally:
+        db.dispose()
     return 0
 
 
