@@ -201,36 +201,90 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_CODES = """exit codes:
+  0   done
+  1   another agent error (the log line command_failed says which)
+  3   status: the agent is not running (its last values are shown, marked stale)
+  69  no GPU access: NVML cannot be used (driver missing, driver/library mismatch)
+  70  a bug (command_crashed, with a traceback)
+  74  run: the state file cannot be read or written
+  78  bad configuration: an unknown or invalid key, no config file, no API key"""
+
+ENVIRONMENT = """configuration: --config PATH (default /etc/aitbc-agent/agent.toml; every key in
+docs/configuration.md). AITBC_AGENT_<SECTION>__<KEY> overrides a key of the file, e.g.
+AITBC_AGENT_COORDINATOR__URL=http://10.0.0.5:8000; an unknown one is an error (exit 78)."""
+
+# name → (help, description, examples)
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": (
+        "run the agent daemon",
+        "Register this host's GPUs with the coordinator, heartbeat, and run leases (their "
+        "on_start / on_end hooks) until SIGTERM. Under systemd: Type=notify, SIGHUP reloads.",
+        "  aitbc-agent run --config /etc/aitbc-agent/agent.toml\n"
+        "  AITBC_AGENT_COORDINATOR__API_KEY_FILE=./key aitbc-agent run --config ./agent.toml",
+    ),
+    "probe": (
+        "read the GPUs once and print them",
+        "Read every GPU through the configured backend ([gpu] backend) and print a table, or "
+        "one JSON document with --json. Never contacts the coordinator.",
+        "  aitbc-agent probe\n  aitbc-agent probe --json | jq '.gpus[] | {index, uuid, health}'",
+    ),
+    "status": (
+        "show the agent's state",
+        "Show what the running agent last wrote (GPUs, leases, coordinator, last heartbeat) "
+        "from its state directory; no coordinator call.",
+        "  sudo -u aitbc-agent aitbc-agent status\n  aitbc-agent status --json",
+    ),
+    "check": (
+        "validate a config file",
+        "Validate every key of the config file and refuse what `run` would refuse; print a "
+        "one-line summary.",
+        "  aitbc-agent config check --config /etc/aitbc-agent/agent.toml",
+    ),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="aitbc-agent", description="AITBC GPU miner agent")
+    parser = argparse.ArgumentParser(
+        prog="aitbc-agent",
+        description="AITBC GPU miner agent: offers this host's GPUs to a coordinator and runs "
+        "their leases.",
+        epilog=f"{EXIT_CODES}\n\n{ENVIRONMENT}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", choices=LEVELS, default="info")
+    parser.add_argument("--log-level", choices=LEVELS, default="info", help="(default info)")
     parser.add_argument(
         "--log-json", action="store_true", default=None, help="JSON log lines even on a TTY"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> Any:
-        p = sub.add_parser(name, help=help_)
+    def command(
+        parent: Any, name: str, func: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
+        help_, description, examples = _COMMANDS[name]
+        p: argparse.ArgumentParser = parent.add_parser(
+            name,
+            help=help_,
+            description=description,
+            epilog=f"examples:\n{examples}\n\n{EXIT_CODES}\n\n{ENVIRONMENT}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.add_argument(
             "--config", metavar="PATH", help=f"config file (default {DEFAULT_CONFIG_PATH})"
         )
         p.set_defaults(func=func)
         return p
 
-    command("run", cmd_run, "run the agent daemon")
-    probe = command("probe", cmd_probe, "read the GPUs once and print them")
+    command(sub, "run", cmd_run)
+    probe = command(sub, "probe", cmd_probe)
     probe.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    status = command("status", cmd_status, "show the agent's state")
-    status.add_argument("--json", action="store_true")
+    status = command(sub, "status", cmd_status)
+    status.add_argument("--json", action="store_true", help="one JSON document on stdout")
     config = sub.add_parser("config", help="configuration commands")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    check = config_sub.add_parser("check", help="validate a config file")
-    check.add_argument(
-        "--config", metavar="PATH", help=f"config file (default {DEFAULT_CONFIG_PATH})"
-    )
-    check.set_defaults(func=cmd_config_check)
+    command(config_sub, "check", cmd_config_check)
     return parser
 
 
