@@ -47,7 +47,7 @@ MODELS = [
 ]
 BOOKED_FRACTION = 0.1
 REGIONS = ["eu-west", "eu-central", "us-east", "us-west", "ap-south"]
-PG_URL_ENV = "AITBC_TEST_PG_URL"
+PG_URL_ENV = "TEST_POSTGRES_URL"
 
 # The filtered pages a renter (or the legacy CLI, `limit=20 available=true`) asks for.
 QUERIES: dict[str, dict[str, str]] = {

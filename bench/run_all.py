@@ -26,7 +26,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "agent_resources": ["bench_agent_resources.py"],
 }
 # With a PostgreSQL to use (`make bench` runs under scripts/with-postgres.sh), its variants too.
-PG_URL = os.environ.get("AITBC_TEST_PG_URL")
+PG_URL = os.environ.get("TEST_POSTGRES_URL")
 if PG_URL:
     # Contention first: it adds only a few GPUs, the list benchmark then adds its 100 000.
     BENCHMARKS["booking_contention_postgres"] = [

@@ -3,7 +3,7 @@
 #
 # The server lives in a temporary directory owned by an unprivileged user (PostgreSQL refuses to
 # run as root) and is stopped, and its directory removed, when the command exits, even on failure.
-# The command sees AITBC_TEST_PG_URL (a postgresql+psycopg:// URL of an empty database).
+# The command sees TEST_POSTGRES_URL (a postgresql+psycopg:// URL of an empty database).
 # Without initdb/pg_ctl it runs the command anyway with the variable unset, so the PostgreSQL-marked
 # tests skip with a message instead of the whole suite failing on a machine without PostgreSQL.
 set -euo pipefail
@@ -43,7 +43,7 @@ trap cleanup EXIT INT TERM
   || { cat "$dir/server.log" >&2; exit 1; }
 "${run_as[@]}" "$pg_bin/createdb" -h 127.0.0.1 -p "$port" -U aitbc aitbc_test
 
-export AITBC_TEST_PG_URL="postgresql+psycopg://aitbc@127.0.0.1:${port}/aitbc_test"
+export TEST_POSTGRES_URL="postgresql+psycopg://aitbc@127.0.0.1:${port}/aitbc_test"
 echo "with-postgres: PostgreSQL on 127.0.0.1:${port}" >&2
 set +e
 "$@"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PG_URL_ENV = "AITBC_TEST_PG_URL"
+PG_URL_ENV = "TEST_POSTGRES_URL"
 
 # Bootstrap keys must be at least 32 characters long.
 ADMIN_KEY = "test-admin-key-0123456789abcdef0123"

@@ -116,7 +116,7 @@ def main() -> None:
         market_day(f"sqlite:///{path}")
         with sqlite3.connect(path) as conn:
             (HERE / "sqlite.sql").write_text("\n".join(conn.iterdump()) + "\n")
-    base = os.environ["AITBC_TEST_PG_URL"]
+    base = os.environ["TEST_POSTGRES_URL"]
     name = f"fixture_{uuid.uuid4().hex[:8]}"
     plain = base.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(plain, autocommit=True) as conn:
