@@ -7,8 +7,12 @@ it raises `ConfigError` (exit 78) with every problem found.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import os
+import re
 import tomllib
+import typing
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -367,16 +371,66 @@ def _key_of(loc: tuple[int | str, ...]) -> str:
     return key
 
 
-def _describe(exc: ValidationError) -> str:
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the table at `loc` may hold (the section's, or an array item's)."""
+    model: Any = AgentSettings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = typing.get_args(annotation)
+        item = args[0] if typing.get_origin(annotation) is list and args else annotation
+        if not (isinstance(item, type) and issubclass(item, BaseModel)):
+            return []
+        model = item
+    return list(model.model_fields)
+
+
+def _line_of(lines: list[str] | None, loc: tuple[int | str, ...]) -> int | None:
+    """The line (1-based) that sets the key at `loc` in the file, when it can be found."""
+    if not lines:
+        return None
+    names = [p for p in loc if isinstance(p, str)]
+    if not names:
+        return None
+    key, sections = names[-1], names[:-1]
+    header = re.compile(r"^\s*\[\[?\s*" + re.escape(".".join(sections)) + r"\s*\]\]?\s*(#.*)?$")
+    assignment = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+    in_section = not sections
+    for number, line in enumerate(lines, 1):
+        if line.lstrip().startswith("["):
+            in_section = bool(header.match(line))
+        elif in_section and assignment.match(line):
+            return number
+    return None
+
+
+def _describe(
+    exc: ValidationError, *, path: Path | None = None, lines: list[str] | None = None
+) -> str:
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         key = _key_of(loc) or "(top level)"
+        env_name = ENV_PREFIX + "__".join(str(part).upper() for part in loc)
+        line = _line_of(lines, loc)
+        if len(loc) == 2 and env_name in {name.upper() for name in os.environ}:
+            where = f" (environment {env_name})"  # the environment wins over the file
+        elif path is not None and line is not None:
+            where = f" at {path}:{line}"
+        else:
+            where = ""
         if err["type"] == "extra_forbidden":
-            problems.append(f"unknown key {key!r}")
+            last = str(loc[-1]) if loc else ""
+            guess = difflib.get_close_matches(last, _known_keys(loc[:-1]), n=1)
+            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            problems.append(f"unknown key {key!r}{where}{hint}")
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"bad value for {key!r}: {msg}")
+            problems.append(f"bad value for {key!r}{where}: {msg}")
     return "; ".join(dict.fromkeys(problems))
 
 
@@ -391,8 +445,11 @@ def _unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
         if not name.upper().startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX) :].lower()
-        if key.split("__", 1)[0] not in sections:
-            problems.append(f"unknown key {key.replace('__', '.')!r} (environment {name})")
+        section = key.split("__", 1)[0]
+        if section not in sections:
+            guess = difflib.get_close_matches(section, sorted(sections), n=1)
+            hint = f" (did you mean section {guess[0]!r}?)" if guess else ""
+            problems.append(f"unknown key {key.replace('__', '.')!r} (environment {name}){hint}")
     return problems
 
 
@@ -440,7 +497,13 @@ def load_settings(path: Path | str | None = None) -> AgentSettings:
     try:
         settings = AgentSettings(**data)
     except ValidationError as exc:
-        problems = "; ".join([*unknown, _describe(exc)])
+        lines = None
+        if path is not None:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                lines = Path(path).read_text(encoding="utf-8").splitlines()
+        problems = "; ".join(
+            [*unknown, _describe(exc, path=None if path is None else Path(path), lines=lines)]
+        )
         raise ConfigError(f"invalid configuration{where}: {problems}") from exc
     if unknown:
         raise ConfigError(f"invalid configuration{where}: {'; '.join(unknown)}")

@@ -253,3 +253,27 @@ def test_the_api_key_never_shows_in_repr() -> None:
 def test_metrics_listen_parses_host_and_port(tmp_path: Path) -> None:
     s = load_settings(write(tmp_path, '[metrics]\nlisten = "127.0.0.1:9400"\n'))
     assert s.metrics.host_port == ("127.0.0.1", 9400)
+
+
+def test_a_config_error_names_the_line_and_guesses_the_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, '[agent]\nregion = "eu"\n[gpu]\nbakend = "simulated"\n[metrics]\nlisten = "x"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert f"unknown key 'gpu.bakend' at {path}:4 (did you mean 'backend'?)" in message
+    assert f"bad value for 'metrics.listen' at {path}:6" in message
+
+
+def test_a_config_error_says_when_the_environment_set_the_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, '[metrics]\nlisten = "127.0.0.1:9400"\n')
+    monkeypatch.setenv("AITBC_AGENT_METRICS__LISTEN", "nope")
+    monkeypatch.setenv("AITBC_AGENT_GPUU__BACKEND", "nvml")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert "bad value for 'metrics.listen' (environment AITBC_AGENT_METRICS__LISTEN)" in message
+    assert "did you mean section 'gpu'?" in message
