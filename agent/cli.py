@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.config import DEFAULT_CONFIG_PATH, AgentSettings, exposed_inline_key, load_settings
+from agent.config import DEFAULT_CONFIG_PATH, AgentSettings, load_settings, read_toml
+from agent.config_messages import exposed_inline_key
 from agent.errors import EX_SOFTWARE, AgentError, ConfigError
 from agent.gpu.errors import GpuError
 from agent.log import LEVELS, configure_logging, get_logger
@@ -54,7 +55,7 @@ def _load(
 ) -> tuple[AgentSettings, Path | None]:
     path = _config_path(args, must_exist=must_exist)
     settings = load_settings(path)
-    exposed = exposed_inline_key(path)
+    exposed = None if path is None else exposed_inline_key(path, read_toml(path))
     if exposed is not None:
         log.warning("api_key_readable_by_others", problem=exposed)
     return settings, path

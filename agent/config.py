@@ -8,11 +8,8 @@ it raises `ConfigError` (exit 78) with every problem found.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
-import re
 import tomllib
-import typing
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -31,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from agent.config_messages import describe, unknown_env_keys
 from agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/aitbc-agent/agent.toml")
@@ -361,98 +359,6 @@ class AgentSettings(BaseSettings):
         return env_settings, init_settings
 
 
-def _key_of(loc: tuple[int | str, ...]) -> str:
-    key = ""
-    for part in loc:
-        if isinstance(part, int):
-            key += f"[{part}]"
-        else:
-            key += f".{part}" if key else part
-    return key
-
-
-def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys the table at `loc` may hold (the section's, or an array item's)."""
-    model: Any = AgentSettings
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None:
-            return []
-        annotation = field.annotation
-        args = typing.get_args(annotation)
-        item = args[0] if typing.get_origin(annotation) is list and args else annotation
-        if not (isinstance(item, type) and issubclass(item, BaseModel)):
-            return []
-        model = item
-    return list(model.model_fields)
-
-
-def _line_of(lines: list[str] | None, loc: tuple[int | str, ...]) -> int | None:
-    """The line (1-based) that sets the key at `loc` in the file, when it can be found."""
-    if not lines:
-        return None
-    names = [p for p in loc if isinstance(p, str)]
-    if not names:
-        return None
-    key, sections = names[-1], names[:-1]
-    header = re.compile(r"^\s*\[\[?\s*" + re.escape(".".join(sections)) + r"\s*\]\]?\s*(#.*)?$")
-    assignment = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
-    in_section = not sections
-    for number, line in enumerate(lines, 1):
-        if line.lstrip().startswith("["):
-            in_section = bool(header.match(line))
-        elif in_section and assignment.match(line):
-            return number
-    return None
-
-
-def _describe(
-    exc: ValidationError, *, path: Path | None = None, lines: list[str] | None = None
-) -> str:
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        key = _key_of(loc) or "(top level)"
-        env_name = ENV_PREFIX + "__".join(str(part).upper() for part in loc)
-        line = _line_of(lines, loc)
-        if len(loc) == 2 and env_name in {name.upper() for name in os.environ}:
-            where = f" (environment {env_name})"  # the environment wins over the file
-        elif path is not None and line is not None:
-            where = f" at {path}:{line}"
-        else:
-            where = ""
-        if err["type"] == "extra_forbidden":
-            last = str(loc[-1]) if loc else ""
-            guess = difflib.get_close_matches(last, _known_keys(loc[:-1]), n=1)
-            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
-            problems.append(f"unknown key {key!r}{where}{hint}")
-        else:
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"bad value for {key!r}{where}: {msg}")
-    return "; ".join(dict.fromkeys(problems))
-
-
-def _unknown_env_keys(environ: Mapping[str, str]) -> list[str]:
-    """`AITBC_AGENT_*` variables naming no section: pydantic-settings would skip them silently.
-
-    A key inside a known section (`AITBC_AGENT_GPU__BAKEND`) is checked by the model itself.
-    """
-    sections = set(AgentSettings.model_fields)
-    problems = []
-    for name in sorted(environ):
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        key = name[len(ENV_PREFIX) :].lower()
-        section = key.split("__", 1)[0]
-        if section not in sections:
-            guess = difflib.get_close_matches(section, sorted(sections), n=1)
-            hint = f" (did you mean section {guess[0]!r}?)" if guess else ""
-            problems.append(f"unknown key {key.replace('__', '.')!r} (environment {name}){hint}")
-    return problems
-
-
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse a TOML config file; `ConfigError` when missing, unreadable or malformed."""
     try:
@@ -467,24 +373,6 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from exc
 
 
-def exposed_inline_key(path: Path | None) -> str | None:
-    """Why the config file at `path` exposes its inline `api_key` (readable by group or others),
-    or None when it does not (no inline key, or a private file). Never raises: it only warns."""
-    if path is None:
-        return None
-    try:
-        inline = read_toml(path).get("coordinator", {}).get("api_key")
-        mode = path.stat().st_mode & 0o777
-    except (ConfigError, OSError, AttributeError):
-        return None
-    if not inline or not mode & 0o044:
-        return None
-    return (
-        f"{path} holds the coordinator api_key inline and is readable by others (mode "
-        f"{mode:o}): chmod 600 it, or move the key to api_key_file or the systemd credential"
-    )
-
-
 def load_settings(path: Path | str | None = None) -> AgentSettings:
     """Load settings from defaults, the TOML file at `path` (None: none) and the environment.
 
@@ -493,7 +381,9 @@ def load_settings(path: Path | str | None = None) -> AgentSettings:
     """
     data = read_toml(Path(path)) if path is not None else {}
     where = f" in {str(path)!r} or {ENV_PREFIX}* environment" if path else ""
-    unknown = _unknown_env_keys(os.environ)
+    unknown = unknown_env_keys(
+        os.environ, env_prefix=ENV_PREFIX, sections=AgentSettings.model_fields
+    )
     try:
         settings = AgentSettings(**data)
     except ValidationError as exc:
@@ -501,9 +391,14 @@ def load_settings(path: Path | str | None = None) -> AgentSettings:
         if path is not None:
             with contextlib.suppress(OSError, UnicodeDecodeError):
                 lines = Path(path).read_text(encoding="utf-8").splitlines()
-        problems = "; ".join(
-            [*unknown, _describe(exc, path=None if path is None else Path(path), lines=lines)]
+        message = describe(
+            exc,
+            AgentSettings,
+            env_prefix=ENV_PREFIX,
+            path=None if path is None else Path(path),
+            lines=lines,
         )
+        problems = "; ".join([*unknown, message])
         raise ConfigError(f"invalid configuration{where}: {problems}") from exc
     if unknown:
         raise ConfigError(f"invalid configuration{where}: {'; '.join(unknown)}")
