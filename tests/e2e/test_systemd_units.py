@@ -115,3 +115,23 @@ def test_the_agent_unit_opens_the_nvidia_devices_of_old_and_new_drivers(driver: 
     assert 195 in allowed  # /dev/nvidiactl and /dev/nvidia0..N
     assert names["nvidia-uvm"] <= allowed  # CUDA
     assert names["nvidia-caps"] <= allowed  # MIG
+
+
+def test_the_wheel_installs_the_units_the_example_and_the_docs_the_units_point_at() -> None:
+    """`pip install` puts the units, the example config and the docs under its prefix
+    (/usr/local for a system install), so an operator needs no checkout; Documentation= names
+    the installed operations guide."""
+    import tomllib
+
+    data_files = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "data-files"
+    ]
+    shipped = {target: [REPO.glob(p) for p in patterns] for target, patterns in data_files.items()}
+    names = {target: {f.name for g in globs for f in g} for target, globs in shipped.items()}
+    assert {"aitbc-agent.service", "aitbc-coordinator.service", "agent.toml.example"} <= names[
+        "share/aitbc-miner-agent/systemd"
+    ]
+    assert "operations.md" in names["share/doc/aitbc-miner-agent"]
+    for unit in ("aitbc-agent.service", "aitbc-coordinator.service"):
+        (doc,) = _directives(UNITS / unit)["Documentation"]
+        assert doc == "file:///usr/local/share/doc/aitbc-miner-agent/operations.md"
