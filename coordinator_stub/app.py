@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
 from coordinator_stub import __version__
-from coordinator_stub.auth import KeyCache, check_subject_role, store_key
+from coordinator_stub.auth import KeyCache, store_key
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.core.clock import utcnow
 from coordinator_stub.db.engine import Database
@@ -30,7 +30,6 @@ def bootstrap(db: Database, settings: CoordinatorSettings, now: datetime) -> Non
     """Create the bootstrap keys from settings (idempotent) and their subjects' accounts."""
     for entry in settings.parsed_bootstrap_keys():
         with db.write() as session:
-            check_subject_role(session, subject=entry.subject, role=entry.role)
             store_key(session, key=entry.key, role=entry.role, subject=entry.subject, now=now)
             ensure_account(session, entry.subject, now)
 

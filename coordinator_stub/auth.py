@@ -56,7 +56,7 @@ def generate_key(role: str) -> str:
     return f"{role}_{secrets.token_urlsafe(32)}"
 
 
-def check_subject(subject: str) -> None:
+def _check_subject(subject: str) -> None:
     """A subject is 1 to 128 of letters, digits and `. _ @ -`, starting with a letter or digit."""
     if _SUBJECT.fullmatch(subject) is None:
         raise UnprocessableError(
@@ -64,7 +64,7 @@ def check_subject(subject: str) -> None:
         )
 
 
-def check_subject_role(session: Session, *, subject: str, role: str) -> None:
+def _check_one_role(session: Session, *, subject: str, role: str) -> None:
     """Refuse a key for a subject that already holds keys of another role (409)."""
     other = session.scalar(
         select(ApiKey.role).where(ApiKey.subject == subject, ApiKey.role != role).limit(1)
@@ -77,7 +77,11 @@ def check_subject_role(session: Session, *, subject: str, role: str) -> None:
 
 def store_key(session: Session, *, key: str, role: str, subject: str, now: datetime) -> str:
     """Store a key's hash under a new key id; returns the key id (the existing one when the key
-    was stored before: bootstrap is idempotent)."""
+    was stored before: bootstrap is idempotent). Every way a key enters — bootstrap, the admin
+    API, `aitbc-coordinator keys` — comes here, so the subject rules hold for all of them:
+    a safe name (422) that belongs to one role only (409)."""
+    _check_subject(subject)
+    _check_one_role(session, subject=subject, role=role)
     key_hash = hash_key(key)
     insert_or_ignore(
         session,
@@ -93,6 +97,16 @@ def store_key(session: Session, *, key: str, role: str, subject: str, now: datet
     )
     key_id: str = session.scalars(select(ApiKey.key_id).where(ApiKey.key_hash == key_hash)).one()
     return key_id
+
+
+def list_keys(
+    session: Session, *, subject: str | None = None, limit: int | None = None, offset: int = 0
+) -> list[ApiKey]:
+    """Keys oldest first, optionally one subject's (the rows: hashes and ids, never keys)."""
+    query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.key_id).limit(limit).offset(offset)
+    if subject is not None:
+        query = query.where(ApiKey.subject == subject)
+    return list(session.scalars(query))
 
 
 def revoke_key(session: Session, *, key_id: str, now: datetime) -> ApiKey:
@@ -142,11 +156,8 @@ class KeyCache:
             self._known.pop(key_hash, None)
 
     def lookup(self, session: Session, key: str) -> tuple[Principal | None, ApiKey | None]:
-        """(principal, row) of a valid key, from the cache or the database; (None, None) for an
-        unknown or revoked key. The row is None when the answer came from the cache."""
-        cached = self.peek(key)
-        if cached is not None:
-            return cached, None
+        """(principal, row) of a valid key from the database, remembered for `ttl_s`; (None,
+        None) for an unknown or revoked key. Callers `peek` first: this always asks."""
         key_hash = hash_key(key)
         row = session.scalars(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
         if row is None or row.revoked_at is not None:
@@ -164,17 +175,12 @@ def needs_use_noted(last_used_at: datetime | None, now: datetime) -> bool:
     return last_used_at is None or now - last_used_at >= LAST_USED_GRANULARITY
 
 
-def note_use(
-    session: Session, *, key_hash: str, last_used_at: datetime | None, now: datetime
-) -> bool:
-    """Record that a key was used, when `needs_use_noted`; True when it wrote. Kept coarse so
-    that a busy key costs one write per 10 minutes, not one per call."""
-    if not needs_use_noted(last_used_at, now):
-        return False
+def note_use(session: Session, *, key_hash: str, now: datetime) -> None:
+    """Record that a key was used now; callers write only when `needs_use_noted`, so a busy key
+    costs one write per 10 minutes, not one per call."""
     session.execute(
         update(ApiKey)
         .where(ApiKey.key_hash == key_hash)
         .values(last_used_at=now)
         .execution_options(synchronize_session=False)
     )
-    return True

@@ -208,19 +208,10 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from coordinator_stub.auth import (
-        check_subject,
-        check_subject_role,
-        generate_key,
-        revoke_key,
-        store_key,
-    )
+    from coordinator_stub.auth import generate_key, list_keys, revoke_key, store_key
     from coordinator_stub.core.clock import rfc3339, utcnow
     from coordinator_stub.db.engine import Database
     from coordinator_stub.db.migrate import prepare_for_serve
-    from coordinator_stub.db.models import ApiKey
     from coordinator_stub.errors import DomainError
     from coordinator_stub.ledger.transfers import ensure_account
 
@@ -234,10 +225,8 @@ def _keys(args: argparse.Namespace) -> int:
         with _database_step("aitbc-coordinator keys", where, refused_code=EX_CONFIG):
             prepare_for_serve(db)
             if args.action == "create":
-                check_subject(args.subject)
                 key = generate_key(args.role)
                 with db.write() as session:
-                    check_subject_role(session, subject=args.subject, role=args.role)
                     key_id = store_key(
                         session, key=key, role=args.role, subject=args.subject, now=now
                     )
@@ -245,11 +234,8 @@ def _keys(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"{key}\n")  # the key alone on stdout, for a pipe or a file
                 sys.stderr.write(f"created {key_id} ({args.role} {args.subject}); shown once\n")
             elif args.action == "list":
-                query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.key_id)
-                if args.subject:
-                    query = query.where(ApiKey.subject == args.subject)
                 with db.read() as session:
-                    for row in session.scalars(query):
+                    for row in list_keys(session, subject=args.subject or None):
                         state = f"revoked {rfc3339(row.revoked_at)}" if row.revoked_at else "active"
                         sys.stdout.write(
                             f"{row.key_id}  {row.role:<6}  {row.subject}  created "

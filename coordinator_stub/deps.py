@@ -77,7 +77,7 @@ def _lookup_key(cache: KeyCache, db: Database, key: str, now: datetime) -> Princ
         principal, row = cache.lookup(session, key)
     if row is not None and needs_use_noted(row.last_used_at, now):
         with db.write() as session:
-            note_use(session, key_hash=row.key_hash, last_used_at=row.last_used_at, now=now)
+            note_use(session, key_hash=row.key_hash, now=now)
     return principal
 
 
