@@ -128,7 +128,7 @@ def _quantize(value: Decimal) -> Decimal:
     return value.quantize(QUANTUM, rounding=ROUND_HALF_EVEN, context=_CTX)
 
 
-def ratio(numerator: int, denominator: int) -> Decimal:
+def ratio(numerator: int | Decimal, denominator: int) -> Decimal:
     """numerator / denominator to 8 dp (half-even); 0 when the denominator is 0."""
     if denominator <= 0:
         return ZERO
@@ -155,10 +155,7 @@ def trend(booked_hours_24h: Decimal, booked_hours_prev_24h: Decimal) -> str:
 
 def demand(booked_hours_24h: Decimal, online_gpus: int) -> Decimal:
     """The share of the market's last 24 h that was booked (0 when nothing is online)."""
-    if online_gpus <= 0:
-        return ZERO
-    share = _CTX.divide(booked_hours_24h, Decimal(online_gpus * 24))
-    return share.quantize(MULTIPLIER_QUANTUM, rounding=ROUND_HALF_EVEN, context=_CTX)
+    return ratio(booked_hours_24h, online_gpus * 24)
 
 
 def price_market(snapshot: MarketSnapshot, params: PricingParams) -> MarketPrice:
