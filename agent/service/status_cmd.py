@@ -52,16 +52,17 @@ def status_document(settings: AgentSettings) -> dict[str, Any]:
     gpus = view.get("gpus") or [
         {"uuid": uuid, "gpu_id": gpu_id} for uuid, gpu_id in sorted(state.gpu_ids.items())
     ]
+    running = _pid_alive(view.get("pid"))
     return {
         "state_dir": str(store.state_dir),
-        "running": _pid_alive(view.get("pid")),
+        "running": running,
         "pid": view.get("pid"),
         "miner_id": state.miner_id,
         "coordinator_url": state.coordinator_url or settings.coordinator.url,
         "coordinator_state": view.get("coordinator_state"),
         "last_heartbeat_at": view.get("last_heartbeat_at"),
         "status_written_at": view.get("written_at"),
-        "stale": not _pid_alive(view.get("pid")),  # the values below are not being updated
+        "stale": not running,  # the values below are not being updated
         "gpus": gpus,
         "leases": [
             lease.model_dump(mode="json")
