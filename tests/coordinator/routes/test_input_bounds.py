@@ -114,35 +114,10 @@ def test_a_wrong_method_on_a_fixed_path_is_405(
         assert resp.headers["allow"] == allow
 
 
-def test_a_bad_bootstrap_key_setting_never_prints_the_keys() -> None:
-    env = {
-        **os.environ,
-        "COORDINATOR_BOOTSTRAP_KEYS": "admin:ops:SUPERSECRET1,root:x:SECRET2",
-        "COORDINATOR_DATABASE_URL": "sqlite:///:memory:",
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "coordinator_stub", "serve"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 78
-    assert "COORDINATOR_BOOTSTRAP_KEYS" in proc.stderr
-    assert "SUPERSECRET1" not in proc.stderr + proc.stdout
-    assert "SECRET2" not in proc.stderr + proc.stdout
-
-
-@pytest.mark.parametrize("command", [["serve"], ["migrate", "--check"]])
-def test_a_misspelt_coordinator_setting_is_refused_by_name(command: list[str]) -> None:
-    env = {
-        **os.environ,
-        "COORDINATOR_OFLINE_AFTER_S": "5",  # offline_after_s, misspelt
-        "COORDINATOR_DATABASE_URL": "sqlite:///:memory:",
-    }
-    proc = subprocess.run(
+def coordinator_with(settings: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
+    """Run `aitbc-coordinator COMMAND` with these COORDINATOR_* settings (an in-memory database)."""
+    env = {**os.environ, "COORDINATOR_DATABASE_URL": "sqlite:///:memory:", **settings}
+    return subprocess.run(
         [sys.executable, "-m", "coordinator_stub", *command],
         env=env,
         cwd=REPO,
@@ -151,5 +126,19 @@ def test_a_misspelt_coordinator_setting_is_refused_by_name(command: list[str]) -
         timeout=60,
         check=False,
     )
+
+
+def test_a_bad_bootstrap_key_setting_never_prints_the_keys() -> None:
+    bootstrap = {"COORDINATOR_BOOTSTRAP_KEYS": "admin:ops:SUPERSECRET1,root:x:SECRET2"}
+    proc = coordinator_with(bootstrap, "serve")
+    assert proc.returncode == 78
+    assert "COORDINATOR_BOOTSTRAP_KEYS" in proc.stderr
+    assert "SUPERSECRET1" not in proc.stderr + proc.stdout
+    assert "SECRET2" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("command", [["serve"], ["migrate", "--check"]])
+def test_a_misspelt_coordinator_setting_is_refused_by_name(command: list[str]) -> None:
+    proc = coordinator_with({"COORDINATOR_OFLINE_AFTER_S": "5"}, *command)  # offline_after_s
     assert proc.returncode == 78
     assert "unknown setting COORDINATOR_OFLINE_AFTER_S" in proc.stderr
