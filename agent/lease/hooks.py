@@ -23,11 +23,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO
+from typing import IO, Literal, get_args
 
 from agent.log import get_logger
 
 log = get_logger("agent.leases")
+
+HookName = Literal["on_start", "on_end"]  # the `[leases]` setting that names the hook
+HOOK_NAMES: tuple[HookName, ...] = get_args(HookName)
 
 _AGENT_ONLY_PREFIXES = ("AITBC_AGENT_", "WATCHDOG_")
 _AGENT_ONLY_NAMES = frozenset({"CREDENTIALS_DIRECTORY", "NOTIFY_SOCKET"})

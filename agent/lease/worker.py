@@ -25,9 +25,10 @@ from datetime import datetime
 
 from agent.config import LeasesSettings
 from agent.errors import StateError
+from agent.histogram import Histogram
 from agent.lease.acks import AckSender
 from agent.lease.hook_threads import LeaseHookThreads
-from agent.lease.hooks import HookResult, lease_env, run_lease_hook
+from agent.lease.hooks import HOOK_NAMES, HookName, HookResult, lease_env, run_lease_hook
 from agent.lease.inbox import LeaseInbox
 from agent.lease.reconcile import GpuView, Reack, Reject, Start, Stop, Update, next_expiry, plan
 from agent.lease.state import AgentState, HeldLease, StateStore, utc_now
@@ -69,7 +70,9 @@ class LeaseWorker:
         self.tick_at = time.monotonic()
         self.busy_until: float | None = None  # a deadline while `step(wait=True)` waits on hooks
         self.state_error: str | None = None
-        self.counters: collections.Counter[str] = collections.Counter()  # for agent.service.metrics
+        # For agent.service.metrics, under `lock` (the hook threads count too).
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.hook_seconds: dict[HookName, Histogram] = {h: Histogram() for h in HOOK_NAMES}
 
     # -- inputs from other threads ----------------------------------------------------------
 
@@ -125,6 +128,13 @@ class LeaseWorker:
         with self._lock:
             leases = self._state.leases.values()
             return sum(lease.active for lease in leases), sum(lease.ack_pending for lease in leases)
+
+    def active_units(self) -> collections.Counter[str]:
+        """Active leases per rentable unit uuid (a GPU's, or a MIG instance's)."""
+        with self._lock:
+            return collections.Counter(
+                lease.gpu_uuid for lease in self._state.leases.values() if lease.active
+            )
 
     # -- startup ----------------------------------------------------------------------------
 
@@ -270,7 +280,7 @@ class LeaseWorker:
 
     def _finish_start(self, lease: HeldLease, start_time: datetime | None) -> None:
         """On the lease's hook thread: run on_start, record `started` (or `rejected`)."""
-        result = self._hook(self._settings().on_start, lease)
+        result = self._hook("on_start", self._settings().on_start, lease)
         with self._lock:
             lease.updated_at = self._clock()
             if result is None or result.ok:
@@ -318,7 +328,7 @@ class LeaseWorker:
 
     def _finish_stop(self, lease: HeldLease, action: Stop) -> None:
         """On the lease's hook thread: run on_end, record `stopped`."""
-        result = self._hook(self._settings().on_end, lease)
+        result = self._hook("on_end", self._settings().on_end, lease)
         with self._lock:
             lease.phase = "stopped"
             lease.updated_at = self._clock()
@@ -328,7 +338,7 @@ class LeaseWorker:
             lease.generation = max(lease.generation, action.generation)
             lease.owe_ack("stopped", action.generation)
             self._save()
-            self.counters["leases_stopped_total"] += 1
+            self.counters["leases_ended_total"] += 1
         log.info(
             "lease_stopped", booking_id=lease.booking_id, reason=action.reason, detail=lease.detail
         )
@@ -376,7 +386,7 @@ class LeaseWorker:
             lease.owe_ack("stopped", action.generation)
             self._save()
 
-    def _hook(self, argv: list[str], lease: HeldLease) -> HookResult | None:
+    def _hook(self, hook: HookName, argv: list[str], lease: HeldLease) -> HookResult | None:
         if not argv:
             return None
         with self._lock:  # the worker's thread may change the lease (an Update) meanwhile
@@ -393,6 +403,7 @@ class LeaseWorker:
         )
         with self._lock:
             self.counters["hook_runs_total"] += 1
+            self.hook_seconds[hook].observe(result.duration_s)
             if not result.ok:
                 self.counters["hook_failures_total"] += 1
         return result

@@ -88,6 +88,7 @@ class Daemon:
         self.heartbeat_tick_at = time.monotonic()
         self._threads: list[threading.Thread] = []
         self.counters: collections.Counter[str] = collections.Counter()  # for agent.service.metrics
+        self.xid_counts: collections.Counter[tuple[str, int]] = collections.Counter()
         self._stop_metrics: Callable[[], None] | None = None
 
     @property

@@ -97,6 +97,8 @@ class Heartbeat:
             d.gpus = gpus
             d.units = units
             d.samples = {s.uuid: s for s in samples if s.uuid is not None}
+            for uuid, s in d.samples.items():
+                d.xid_counts.update((uuid, code) for code in s.xid_events)
         log_health_changes(previous, d.samples, {g.uuid: g for g in gpus if g.uuid is not None})
 
     def tick(self) -> None:

@@ -47,6 +47,7 @@ class DaemonRuntime(Protocol):
     interval_s: float
     health: CoordinatorHealth
     counters: collections.Counter[str]
+    xid_counts: collections.Counter[tuple[str, int]]  # (GPU uuid, Xid code): seen since start
 
     @property
     def heartbeat(self) -> HeartbeatFacts: ...

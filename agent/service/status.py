@@ -7,6 +7,7 @@ heartbeat tick; not durable, only a view), the snapshot to the Prometheus collec
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 from agent import __version__
 from agent.errors import AgentError
 from agent.gpu import GpuInfo, GpuSample
+from agent.histogram import HistogramSnapshot
 from agent.lease.reconcile import is_unhealthy
 from agent.lease.state import utc_now, write_atomic
 from agent.link.units import RentableUnit, unit_metrics
@@ -86,18 +88,28 @@ class StatusReporter:
         """The numbers `agent.service.metrics` exports, read when Prometheus scrapes."""
         d = self._d
         active, owed = d.worker.counts() if d.worker is not None else (0, 0)
+        leased = d.worker.active_units() if d.worker is not None else collections.Counter()
+        system = d.backend.system_info() if d.backend is not None else None
         # The worker's hook threads count under this lock too: copy under it.
         with d.lock:
-            gpus = metrics_rows(d.gpus, d.samples)
+            gpus = metrics_rows(d.gpus, d.units, d.samples, leased, d.xid_counts)
             counters = dict(d.counters)
+            hook_seconds: dict[str, HistogramSnapshot] = {}
             if d.worker is not None:
                 counters.update(d.worker.counters)
+                hook_seconds = {h: hist.snapshot() for h, hist in d.worker.hook_seconds.items()}
+        info = {"version": __version__, "backend": "" if d.backend is None else d.backend.kind}
+        if system is not None:
+            info["driver_version"] = system.driver_version or ""
+            info["cuda_driver_version"] = system.cuda_driver_version or ""
         return Snapshot(
             gpus=gpus,
             leases_active=active,
             acks_owed=owed,
             coordinator_up=d.health.up,
             counters=counters,
+            hook_seconds=hook_seconds,
+            info=info,
         )
 
 
@@ -127,8 +139,25 @@ def status_rows(
     return rows
 
 
-def metrics_rows(gpus: Sequence[GpuInfo], samples: Mapping[str, GpuSample]) -> list[GpuMetrics]:
-    """The GPU gauges of the Prometheus endpoint (GPUs without a uuid or sample left out)."""
+def metrics_rows(
+    gpus: Sequence[GpuInfo],
+    units: Sequence[RentableUnit],
+    samples: Mapping[str, GpuSample],
+    leased_units: Mapping[str, int],
+    xid_counts: Mapping[tuple[str, int], int],
+) -> list[GpuMetrics]:
+    """The GPU series of the Prometheus endpoint (GPUs without a uuid or sample left out).
+
+    `leased_units` counts active leases by unit uuid; a lease on a MIG instance counts for
+    the GPU that holds it.
+    """
+    parent = {unit.uuid: unit.gpu_uuid for unit in units}
+    leased: collections.Counter[str] = collections.Counter()
+    for unit_uuid, n in leased_units.items():
+        leased[parent.get(unit_uuid, unit_uuid)] += n
+    xids: dict[str, dict[int, int]] = collections.defaultdict(dict)
+    for (uuid, code), n in xid_counts.items():
+        xids[uuid][code] = n
     rows = []
     for info in gpus:
         s = samples.get(info.uuid or "")
@@ -139,11 +168,18 @@ def metrics_rows(gpus: Sequence[GpuInfo], samples: Mapping[str, GpuSample]) -> l
                 uuid=info.uuid,
                 index=info.index,
                 model=info.name or "",
+                pci_bus_id=info.pci_bus_id or "",
                 health=s.health.status.value,
+                leased=leased[info.uuid],
                 utilization_pct=s.utilization_pct,
                 memory_used_mib=s.memory_used_mib,
+                memory_total_mib=info.memory_total_mib,
                 temperature_c=s.temperature_c,
                 power_draw_w=s.power_draw_w,
+                power_limit_w=info.power_limit_w,
+                sm_clock_mhz=s.sm_clock_mhz,
+                ecc_uncorrected_volatile=s.ecc_uncorrected_volatile,
+                xid_counts=xids.get(info.uuid, {}),
             )
         )
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -62,7 +63,10 @@ def test_book_starts_the_lease_in_under_a_second_and_release_ends_it(
     assert renter.gpu(gpu["id"])["status"] == "booked"
     scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
     assert "aitbc_agent_leases_active 1.0" in scrape
-    assert scrape.count("aitbc_gpu_utilization_pct{") == 4
+    assert scrape.count("aitbc_gpu_utilization_ratio{") == 4
+    leased = re.findall(r'aitbc_gpu_leased\{[^}]*UUID="([^"]+)"[^}]*\} 1\.0', scrape)
+    assert leased == [gpu["uuid"]]
+    assert 'aitbc_agent_hook_duration_seconds_count{hook="on_start"} 1.0' in scrape
 
     released = renter.release(gpu["id"])
     assert released["status"] == "released"
