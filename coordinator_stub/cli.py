@@ -10,6 +10,7 @@ stops it retrying what only an operator can fix.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from aitbc_common.logs import configure_logging, get_logger
 from coordinator_stub import __version__
 
 if TYPE_CHECKING:
@@ -273,11 +275,16 @@ def _serve(args: argparse.Namespace) -> int:
             prepare_for_serve(db)
     finally:
         db.dispose()
-    sys.stderr.write(
-        f"aitbc-coordinator {__version__} listening on http://{settings.host}:{settings.port}, "
-        f"database {where}\n"
+    log_json = {"auto": None, "json": True, "console": False}[settings.log_format]
+    configure_logging(settings.log_level, json=log_json)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its schema check chatters at info
+    get_logger("coordinator").info(
+        "coordinator_starting",
+        version=__version__,
+        url=f"http://{settings.host}:{settings.port}",
+        database=where,
+        access_log=settings.access_log,
     )
-    sys.stderr.flush()
     app = create_app(settings)
 
     class Server(uvicorn.Server):
@@ -295,7 +302,8 @@ def _serve(args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
-            access_log=False,
+            log_config=None,  # uvicorn's loggers go to the root handler: the same JSON lines
+            access_log=False,  # routes/metrics.py writes the access log, with the route and role
             http=with_header_timeout(settings.header_timeout_s),
             limit_concurrency=settings.max_connections,
         )

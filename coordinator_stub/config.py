@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -174,9 +175,25 @@ class CoordinatorSettings(BaseSettings):
     db_pool_size: int = Field(
         default=10, ge=1, description="Database connections kept open per process."
     )
-    log_level: str = Field(
-        default="info", description="uvicorn's log level: critical, error, warning, info, debug."
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        default="info",
+        description="The least important log lines written: debug, info, warning, error, critical.",
     )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="Log lines as JSON (one object per line, for journald and jq) or console "
+        "text; `auto` writes console text on a terminal and JSON anywhere else.",
+    )
+    access_log: bool = Field(
+        default=True,
+        description="One log line per HTTP request: method, route, status, duration and the "
+        "caller's role and subject (never the key).",
+    )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("bootstrap_keys")
     @classmethod

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from coordinator_stub.auth import KeyCache, Principal, needs_use_noted, note_use
 from coordinator_stub.config import CoordinatorSettings
+from coordinator_stub.core import events
 from coordinator_stub.db.engine import Database
 from coordinator_stub.errors import ForbiddenError, UnauthorizedError
 
@@ -62,13 +63,30 @@ async def get_optional_principal(request: Request, db: DbDep) -> Principal | Non
         now: datetime = request.app.state.clock()
         principal = await run_in_threadpool(_lookup_key, cache, db, key, now)
     if principal is None:
+        _refused(request, "unknown or revoked key")
         raise UnauthorizedError("invalid API key")
     if principal.role == "miner":
         # On every route, not only the miner's own: a miner key speaks for its bound id only.
         claimed = request.headers.get("x-miner-id")
         if claimed and claimed not in ("default", principal.subject):
+            _refused(request, "X-Miner-ID does not match the key's miner", principal)
             raise ForbiddenError("X-Miner-ID does not match the miner this key is bound to")
+    request.state.caller = principal  # for the access log (routes/metrics.py)
     return principal
+
+
+def _refused(request: Request, reason: str, principal: Principal | None = None) -> None:
+    """Log a refused key: who sent it and where, never the key itself."""
+    events.emit(
+        "api_key_refused",
+        level="warning",
+        reason=reason,
+        method=request.method,
+        path=request.url.path[:256],  # what the caller sent: bounded, JSON-escaped by the log
+        client=request.client.host if request.client else None,
+        subject=None if principal is None else principal.subject,
+        claimed_miner_id=(request.headers.get("x-miner-id") or "")[:128] or None,
+    )
 
 
 def _lookup_key(cache: KeyCache, db: Database, key: str, now: datetime) -> Principal | None:

@@ -84,9 +84,16 @@ def auth(key: str) -> dict[str, str]:
 
 @contextmanager
 def live_coordinator(
-    db_url: str, *, port: int | None = None, env: dict[str, str] | None = None
+    db_url: str,
+    *,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
 ) -> Iterator[str]:
-    """A real `aitbc-coordinator serve` process on a loopback port; yields its base URL."""
+    """A real `aitbc-coordinator serve` process on a loopback port; yields its base URL.
+
+    Its stderr (the log) goes to `log_path` when given, else to a temporary file.
+    """
     port = port or free_port()
     full_env = {
         **os.environ,
@@ -96,7 +103,11 @@ def live_coordinator(
         **(env or {}),
     }
     # stderr goes to a file, not a pipe: a pipe nobody drains blocks the server once it fills.
-    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finally)
+    log: IO[bytes]
+    if log_path is None:  # noqa: SIM108 (one noqa per open is clearer than a ternary)
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finally)
+    else:
+        log = log_path.open("w+b")
     proc = subprocess.Popen(
         [sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
         env=full_env,

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from coordinator_stub.core import events
 from coordinator_stub.db.models import Base
 
 _IMMEDIATE = "sqlite_immediate"
@@ -36,6 +37,8 @@ class Database:
         )
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._write = sessionmaker(bind=self._writer, expire_on_commit=False)
+        # Events queued by a write transaction are logged once it committed (core.events).
+        event.listen(self._write, "after_commit", events.publish_committed)
         self._write_gate: AbstractContextManager[object] = (
             threading.RLock() if self.is_sqlite else nullcontext()
         )

@@ -131,6 +131,9 @@ class Miner(Base):
     deregistered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # Bumped whenever the miner's desired lease set changes (book, release, expiry, fault).
     lease_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Heartbeats since the miner last came online (0: this one); NULL once the sweeper saw it
+    # offline. Counted rather than timed so "just came online" is unambiguous at any clock.
+    online_heartbeats: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class Gpu(Base):

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from coordinator_stub.auth import Principal
 from coordinator_stub.config import CoordinatorSettings
+from coordinator_stub.core import events
 from coordinator_stub.core.clock import new_id
 from coordinator_stub.core.money import MAX_SUPPLY, ZERO, quantize, render
 from coordinator_stub.db.engine import Database
@@ -148,6 +149,18 @@ def end_booking(
     )
     lease_signal.lease_set_changed(session, booking.miner_id)
     session.refresh(booking)
+    events.emit_on_commit(
+        session,
+        "booking_ended",
+        booking_id=booking.id,
+        gpu_id=booking.gpu_id,
+        miner_id=booking.miner_id,
+        client_id=booking.client_id,
+        outcome=outcome,
+        refund=refund,
+        miner_revenue=booking.miner_revenue,
+        stakers_reward=booking.stakers_reward,
+    )
     return booking
 
 
@@ -263,6 +276,17 @@ def book_gpu(
         now=now,
     )
     lease_signal.lease_set_changed(session, gpu.miner_id)
+    events.emit_on_commit(
+        session,
+        "booking_created",
+        booking_id=booking.id,
+        gpu_id=gpu.id,
+        miner_id=gpu.miner_id,
+        client_id=client_id,
+        duration_hours=duration_hours,
+        price_per_hour=quote.price_per_hour,
+        total_cost=total_cost,
+    )
     return BookResult(booking=booking, quote=quote)
 
 

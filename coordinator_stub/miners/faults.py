@@ -19,19 +19,17 @@ the scan and the write wins over the fault.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from coordinator_stub.config import CoordinatorSettings
+from coordinator_stub.core import events
 from coordinator_stub.db.engine import Database
 from coordinator_stub.db.models import ACTIVE, Booking, Gpu, Miner
 from coordinator_stub.market import bookings
 from coordinator_stub.market.status import UNHEALTHY, gpu_online
-
-log = logging.getLogger("coordinator.faults")
 
 _FaultRow = Row[str, datetime, datetime | None, datetime | None, str, datetime | None]
 _FaultSelect = Select[str, datetime, datetime | None, datetime | None, str, datetime | None]
@@ -130,8 +128,13 @@ class ProviderFaultSweep:
         )
         if ended is None:
             return False
-        log.warning(
+        events.emit_on_commit(
+            session,
             "booking_failed_provider_fault",
-            extra={"booking_id": booking_id, "gpu_id": ended.gpu_id, "refund": str(ended.refund)},
+            level="warning",
+            booking_id=booking_id,
+            gpu_id=ended.gpu_id,
+            miner_id=ended.miner_id,
+            refund=ended.refund,
         )
         return True

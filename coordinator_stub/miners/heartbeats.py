@@ -4,16 +4,37 @@ The heartbeat is the hot path of the miner protocol (one per host every few seco
 SQLAlchemy Core with statements built once: the miner row is touched (RETURNING its lease
 version) and every reported GPU is updated by one executemany. The route
 (`routes/miners.py`) parses the body and answers; this module only writes.
+
+Liveness transitions are logged once each: a heartbeat that finds its miner offline sets
+`online_heartbeats` to 0 (the route logs `miner_online`), and `sweep_offline` clears it once
+the miner is silent past `offline_after_s` (`miner_offline`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Boolean, Connection, String, bindparam, case, func, null, or_, select, update
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Connection,
+    String,
+    bindparam,
+    case,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
 
+from coordinator_stub.config import CoordinatorSettings
+from coordinator_stub.core import events
+from coordinator_stub.core.clock import rfc3339
+from coordinator_stub.db.engine import Database
 from coordinator_stub.db.models import Gpu, Miner, UtcDateTime
 from coordinator_stub.market.status import UNHEALTHY
 
@@ -41,16 +62,34 @@ class GpuReport(Protocol):
 
 _MINERS = Miner.__table__.c
 _GPUS = Gpu.__table__.c
+
+
+def online_heartbeats_after_beat(stale_before: ColumnElement[datetime]) -> ColumnElement[int]:
+    """`online_heartbeats` once a heartbeat (or registration) arrived: 0 when the miner was
+    offline before it — never seen, marked offline by the sweeper, or silent since before
+    `stale_before` — else one more. SET expressions read the row as it was, so this needs no
+    read first; a returned 0 means "just came online"."""
+    was_offline = or_(
+        _MINERS.online_heartbeats.is_(None),
+        _MINERS.last_heartbeat_at.is_(None),
+        _MINERS.last_heartbeat_at < stale_before,
+    )
+    return case((was_offline, 0), else_=_MINERS.online_heartbeats + 1)
+
+
 _TOUCH_MINER = (
     update(Miner)
     .where(_MINERS.id == bindparam("miner_id"), _MINERS.deregistered_at.is_(None))
     .values(
+        online_heartbeats=online_heartbeats_after_beat(
+            bindparam("stale_before", type_=UtcDateTime)
+        ),
         last_heartbeat_at=bindparam("now"),
         inflight=bindparam("inflight"),
         status_text=bindparam("status_text"),
         agent=bindparam("agent"),
     )
-    .returning(_MINERS.lease_version)
+    .returning(_MINERS.lease_version, _MINERS.online_heartbeats)
 )
 _NOW = bindparam("b_now", type_=UtcDateTime)
 # One executemany for all reported GPUs. Ownership and the uuid are checked in the WHERE clause,
@@ -124,25 +163,66 @@ def store_gpu_reports(
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Touched:
+    """A registered miner's row after its heartbeat."""
+
+    lease_version: int
+    came_online: bool  # it was offline before this heartbeat
+
+
 def touch_miner(
     conn: Connection,
     *,
     miner_id: str,
     now: datetime,
+    offline_after_s: float,
     inflight: int,
     status_text: str,
     agent: dict[str, Any],
-) -> int | None:
-    """Mark a registered miner alive now; its lease version, or None when it is not registered
-    (unknown or deregistered)."""
-    version: int | None = conn.execute(
+) -> Touched | None:
+    """Mark a registered miner alive now; None when it is not registered (unknown or
+    deregistered)."""
+    row = conn.execute(
         _TOUCH_MINER,
         {
             "miner_id": miner_id,
             "now": now,
+            "stale_before": now - timedelta(seconds=offline_after_s),
             "inflight": inflight,
             "status_text": status_text,
             "agent": agent,
         },
-    ).scalar_one_or_none()
-    return version
+    ).one_or_none()
+    if row is None:
+        return None
+    return Touched(lease_version=row.lease_version, came_online=row.online_heartbeats == 0)
+
+
+def sweep_offline(db: Database, settings: CoordinatorSettings, now: datetime) -> int:
+    """Mark offline every miner whose last heartbeat is older than `offline_after_s`, logging
+    `miner_offline` once each (a compare-and-set: several sweeping processes log it once)."""
+    stale_before = now - timedelta(seconds=settings.offline_after_s)
+    with db.write() as session:
+        gone = session.execute(
+            update(Miner)
+            .where(
+                Miner.online_heartbeats.is_not(None),
+                Miner.deregistered_at.is_(None),
+                Miner.last_heartbeat_at < stale_before,
+            )
+            .values(online_heartbeats=None)
+            .returning(Miner.id, Miner.last_heartbeat_at)
+            .execution_options(synchronize_session=False)
+        ).all()
+        for miner_id, last_heartbeat_at in gone:
+            silent = (now - last_heartbeat_at).total_seconds() if last_heartbeat_at else None
+            events.emit_on_commit(
+                session,
+                "miner_offline",
+                level="warning",
+                miner_id=miner_id,
+                last_heartbeat_at=rfc3339(last_heartbeat_at),
+                silent_s=None if silent is None else round(silent, 1),
+            )
+    return len(gone)

@@ -15,6 +15,7 @@ from datetime import datetime
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.db.engine import Database
 from coordinator_stub.market import bookings
+from coordinator_stub.miners import heartbeats
 from coordinator_stub.miners.faults import ProviderFaultSweep
 
 log = logging.getLogger("coordinator.sweeper")
@@ -28,7 +29,7 @@ class Sweeper:
         db: Database,
         settings: CoordinatorSettings,
         clock: Callable[[], datetime],
-        tasks: list[SweepFn],
+        tasks: dict[str, SweepFn],
     ) -> None:
         self._db = db
         self._settings = settings
@@ -44,11 +45,12 @@ class Sweeper:
         self._stop.set()
         self._thread.join(timeout=10)
 
-    def run_once(self) -> int:
-        done = 0
-        for task in self._tasks:
-            done += task(self._db, self._settings, self._clock())
-        return done
+    def run_once(self) -> dict[str, int]:
+        """One pass; how many each task ended or changed, by task name."""
+        return {
+            name: task(self._db, self._settings, self._clock())
+            for name, task in self._tasks.items()
+        }
 
     def _loop(self) -> None:
         while not self._stop.wait(self._settings.sweep_interval_s):
@@ -58,7 +60,12 @@ class Sweeper:
                 log.exception("sweep_failed")
 
 
-def sweep_tasks() -> list[SweepFn]:
-    """Everything time alone can end: expired bookings, provider faults."""
-    # Expiry first: a booking that has run out completes rather than failing on a late fault.
-    return [bookings.sweep, ProviderFaultSweep()]
+def sweep_tasks() -> dict[str, SweepFn]:
+    """Everything time alone can end: expired bookings, provider faults, miners' liveness."""
+    # Expiry first (dicts keep order): a booking that has run out completes rather than
+    # failing on a late fault.
+    return {
+        "bookings_completed": bookings.sweep,
+        "provider_faults": ProviderFaultSweep(),
+        "miners_offline": heartbeats.sweep_offline,
+    }

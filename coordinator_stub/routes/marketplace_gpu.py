@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from coordinator_stub.core import events
 from coordinator_stub.core.clock import rfc3339
 from coordinator_stub.core.money import ZERO, MoneyIn, MoneyOut
 from coordinator_stub.db.models import Gpu
@@ -121,6 +122,15 @@ def register_gpu(
     with db.write() as session:
         gpu, created = gpus.register_gpu(
             session, miner_id=miner.subject, spec=body.gpu.columns(), now=now
+        )
+        events.emit_on_commit(
+            session,
+            "gpu_registered",
+            gpu_id=gpu.id,
+            miner_id=miner.subject,
+            model=gpu.model,
+            uuid=gpu.uuid,
+            created=created,
         )
     response.status_code = 201 if created else 200
     verb = "registered" if created else "updated"

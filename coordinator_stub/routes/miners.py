@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, update
 from starlette.concurrency import run_in_threadpool
 
+from coordinator_stub.core import events
 from coordinator_stub.core.clock import Clock, rfc3339
 from coordinator_stub.db.engine import Database, insert_or_ignore
-from coordinator_stub.db.models import Gpu, Miner
+from coordinator_stub.db.models import Gpu, Miner, UtcDateTime
 from coordinator_stub.deps import DbDep, MinerDep, NowDep, SettingsDep
 from coordinator_stub.errors import ForbiddenError, NotFoundError
 from coordinator_stub.ledger import transfers
@@ -155,7 +157,7 @@ def register_miner(
             {"id": miner.subject, "registered_at": now, "capabilities": {}, "agent": {}},
             ["id"],
         )
-        session.execute(
+        beats = session.execute(
             update(Miner)
             .where(Miner.id == miner.subject)
             .values(
@@ -163,11 +165,24 @@ def register_miner(
                 concurrency=body.concurrency,
                 region=body.region,
                 session_token=token,
+                online_heartbeats=heartbeats.online_heartbeats_after_beat(
+                    literal(now - timedelta(seconds=settings.offline_after_s), UtcDateTime)
+                ),
                 last_heartbeat_at=now,
                 deregistered_at=None,
             )
-        )
+            .returning(Miner.online_heartbeats)
+        ).scalar_one()
         transfers.ensure_account(session, miner.subject, now)
+        events.emit_on_commit(
+            session,
+            "miner_registered",
+            miner_id=miner.subject,
+            region=body.region,
+            concurrency=body.concurrency,
+        )
+        if beats == 0:
+            events.emit_on_commit(session, "miner_online", miner_id=miner.subject)
     return MinerRegisterOut(
         miner_id=miner.subject,
         session_token=token,
@@ -194,16 +209,20 @@ def heartbeat(
     ignored: list[str] = []
     with db.write() as session:
         conn = session.connection()  # Core on the hot path: the ORM layers cost more than SQLite
-        lease_version = heartbeats.touch_miner(
+        touched = heartbeats.touch_miner(
             conn,
             miner_id=miner.subject,
             now=now,
+            offline_after_s=settings.offline_after_s,
             inflight=body.inflight,
             status_text=body.status,
             agent=body.agent.model_dump() if body.agent else {},
         )
-        if lease_version is None:
+        if touched is None:
             raise NotFoundError("miner not registered")
+        lease_version = touched.lease_version
+        if touched.came_online:
+            events.emit_on_commit(session, "miner_online", miner_id=miner.subject)
         if body.gpus:
             ignored = heartbeats.store_gpu_reports(conn, miner.subject, body.gpus, now)
         desired = leases.desired_leases(session, miner.subject, now)
@@ -310,7 +329,9 @@ def deregister_miner(
         deregistered_at = session.execute(
             update(Miner)
             .where(Miner.id == miner_id)
-            .values(deregistered_at=func.coalesce(Miner.deregistered_at, now))
+            .values(
+                deregistered_at=func.coalesce(Miner.deregistered_at, now), online_heartbeats=None
+            )
             .returning(Miner.deregistered_at)
         ).scalar_one_or_none()
         if deregistered_at is None:
@@ -320,6 +341,7 @@ def deregister_miner(
             .select_from(Gpu)
             .where(Gpu.miner_id == miner_id, Gpu.deleted_at.is_(None))
         )
+        events.emit_on_commit(session, "miner_deregistered", miner_id=miner_id, gpus=gpus or 0)
     return DeregisterOut(
         miner_id=miner_id, deregistered_at=rfc3339(deregistered_at) or "", offline_gpus=gpus or 0
     )

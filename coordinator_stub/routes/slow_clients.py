@@ -41,8 +41,10 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def _too_slow(self) -> None:
         self._header_deadline = None
         if not self.transport.is_closing():
+            peer = self.transport.get_extra_info("peername")
             log.info(
-                "closed a connection whose request headers took over %gs", self.header_timeout_s
+                "slow_headers_closed",
+                extra={"header_timeout_s": self.header_timeout_s, "client": peer and peer[0]},
             )
             self.transport.close()
 

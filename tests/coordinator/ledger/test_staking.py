@@ -301,7 +301,7 @@ def test_settled_booking_pays_the_stakers_share_into_active_stakes(
     b = stake(market, CLIENT2_KEY, "300")
     booked = new_booking(market, gpu, CLIENT_KEY, hours=2)
     clock.advance(hours=2, seconds=1)
-    assert market.app.state.sweeper.run_once() >= 1  # type: ignore[attr-defined]
+    assert market.app.state.sweeper.run_once()["bookings_completed"] >= 1  # type: ignore[attr-defined]
     db: Database = market.app.state.db  # type: ignore[attr-defined]
     with db.read() as session:
         settled = session.get(Booking, booked["booking_id"])

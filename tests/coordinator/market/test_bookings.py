@@ -193,8 +193,8 @@ def test_booking_completes_at_end_time_without_an_api_call(
     assert order["ended_at"] == booked["end_time"]
     assert account(client, CLIENT_KEY)["escrowed"] == total  # not settled yet: reads never write
     sweeper = client.app.state.sweeper  # type: ignore[attr-defined]
-    assert sweeper.run_once() == 1
-    assert sweeper.run_once() == 0
+    assert sweeper.run_once()["bookings_completed"] == 1
+    assert sweeper.run_once()["bookings_completed"] == 0
     assert account(client, CLIENT_KEY) == {
         "balance": 100 - total,
         "escrowed": Decimal(0),
@@ -270,7 +270,7 @@ def test_settlement_pays_the_stakers_share_of_the_miner_revenue(
     booked = book(client, gpu, CLIENT_KEY, hours=4).json()
     total = Decimal(booked["total_cost"])
     clock.advance(hours=4)
-    assert client.app.state.sweeper.run_once() == 1  # type: ignore[attr-defined]
+    assert client.app.state.sweeper.run_once()["bookings_completed"] == 1  # type: ignore[attr-defined]
     share = quantize(Decimal("0.05") * total)
     assert account(client, MINER_KEY)["balance"] == total - share
     assert account(client, CLIENT2_KEY)["staked"] == 100 + share
