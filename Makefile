@@ -37,6 +37,7 @@ demo: $(STAMP)
 # docs/api.md and docs/configuration.md, rendered from the code (a test fails when they are stale).
 docs: $(STAMP)
 	$(PY) scripts/render_docs.py
+	$(PY) scripts/render_dashboards.py
 
 bench: $(STAMP)
 	scripts/with-postgres.sh $(PY) bench/run_all.py $(BENCH)
