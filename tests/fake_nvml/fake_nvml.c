@@ -12,6 +12,7 @@
  *   { "driver_version": "550.54.15", "nvml_version": "12.550.54.15",
  *     "cuda_driver_version": 12040, "init_error": 0,
  *     "gpus": [ { "uuid": "GPU-...", "name": "...", "memory_total_mib": 81559, ...,
+ *                 "pci_device_id": 9008, "serial": "1654922000000", "bar1_total_mib": 131072,
  *                 "lost": false, "errors": {"nvmlDeviceGetPowerUsage": 3},
  *                 "hang_ms": {"nvmlDeviceGetPowerUsage": 3000},
  *                 "mig_devices": [ {"uuid": "MIG-...", "name": "... MIG 1g.10gb", ...} ] } ],
@@ -56,6 +57,7 @@ enum {
 
 /* ---- struct layouts (mirror pynvml.py) ---- */
 typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
+typedef struct { unsigned long long bar1Total, bar1Free, bar1Used; } nvmlBAR1Memory_t;
 typedef struct { unsigned int version; unsigned long long total, reserved, free, used; } nvmlMemory_v2_t;
 #define NVML_MEMORY_V2 ((unsigned int)(sizeof(nvmlMemory_v2_t) | (2u << 24)))
 typedef struct { unsigned int gpu, memory; } nvmlUtilization_t;
@@ -161,7 +163,8 @@ static void jstr(const jv *o, const char *key, char *dst, size_t cap) {
 struct override { char fn[64]; int64_t value; };
 struct mig { char uuid[96], name[96]; int64_t memory_total_mib, gi, ci; };
 struct gpu {
-    char uuid[96], name[96], pci_bus_id[32];
+    char uuid[96], name[96], pci_bus_id[32], serial[32];
+    int64_t pci_device_id, bar1_total_mib;
     int64_t memory_total_mib, memory_used_mib, util, mem_util, temp, power_mw, power_limit_mw;
     int64_t sm_clock, max_sm_clock, max_mem_clock, fan, pstate, ecc, throttle, processes;
     int64_t cc_major, cc_minor, persistence, mig_mode, xid_supported;
@@ -219,6 +222,10 @@ static void load_locked(void) {
         jstr(o, "uuid", g->uuid, sizeof g->uuid);
         jstr(o, "name", g->name, sizeof g->name);
         jstr(o, "pci_bus_id", g->pci_bus_id, sizeof g->pci_bus_id);
+        jstr(o, "serial", g->serial, sizeof g->serial);
+        g->pci_device_id = jint(o, "pci_device_id");  /* the PCI device id alone: 0x2330 */
+        if (g->pci_device_id == ABSENT) g->pci_device_id = 0x2330;
+        g->bar1_total_mib = jint(o, "bar1_total_mib");
         g->memory_total_mib = jint(o, "memory_total_mib"); g->memory_used_mib = jint(o, "memory_used_mib");
         g->util = jint(o, "utilization_pct"); g->mem_util = jint(o, "memory_utilization_pct");
         g->temp = jint(o, "temperature_c"); g->power_mw = jint(o, "power_draw_mw");
@@ -400,7 +407,18 @@ EXPORT nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t d, nvmlPciInfo_t *pci) 
     memset(pci, 0, sizeof *pci);
     snprintf(pci->busId, sizeof pci->busId, "%s", g->pci_bus_id);
     snprintf(pci->busIdLegacy, sizeof pci->busIdLegacy, "%.15s", g->pci_bus_id);
-    pci->pciDeviceId = 0x233010DE;
+    pci->pciDeviceId = ((unsigned int)g->pci_device_id << 16) | 0x10DEu;  /* device | vendor */
+    RETURN(NVML_SUCCESS);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetSerial(nvmlDevice_t d, char *serial, unsigned int len) {
+    DEVICE_CALL(nvmlDeviceGetSerial, d); RETURN(copy_str(g->serial, serial, len));
+}
+EXPORT nvmlReturn_t nvmlDeviceGetBAR1MemoryInfo(nvmlDevice_t d, nvmlBAR1Memory_t *bar1) {
+    DEVICE_CALL(nvmlDeviceGetBAR1MemoryInfo, d);
+    if (g->bar1_total_mib == ABSENT) RETURN(NVML_ERROR_NOT_SUPPORTED);
+    bar1->bar1Total = (unsigned long long)g->bar1_total_mib * MIB;
+    bar1->bar1Used = 0;
+    bar1->bar1Free = bar1->bar1Total;
     RETURN(NVML_SUCCESS);
 }
 EXPORT nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t d, unsigned int *limit) {

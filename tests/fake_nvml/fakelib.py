@@ -1,23 +1,20 @@
 """Build and drive the fake libnvidia-ml.so.1 (fake_nvml.c) for tier-2 tests and the bench.
 
-`build(omit=...)` compiles the library with `cc` into tests/.build/fake_nvml/<key>/, where key
-hashes the source and the flags, so the compile runs once per variant and source change (the
-build is atomic: a temp file renamed into place, safe for parallel runs). `FakeNvmlConfig`
+`build(omit=...)` compiles the library with `cc` into tests/.build/fake_nvml/<key>/ (see
+`tests.clib.build_shared`: once per variant and source change, atomic). `FakeNvmlConfig`
 writes the JSON the library re-reads when the file changes.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from tests.clib import build_shared
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "fake_nvml.c"
@@ -26,39 +23,11 @@ LIBRARY_NAME = "libnvidia-ml.so.1"
 CONFIG_ENV = "FAKE_NVML_CONFIG"
 
 
-class CompilerMissingError(RuntimeError):
-    """No C compiler: tier-2 tests cannot run."""
-
-
 def build(omit: Iterable[str] = ()) -> Path:
     """The directory holding a built fake libnvidia-ml.so.1 without the `omit` entry points."""
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        raise CompilerMissingError("tier-2 NVML tests need a C compiler (`cc`) on PATH")
-    flags = ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
-    flags += [f"-DOMIT_{name}" for name in sorted(set(omit))]
-    key = hashlib.sha256(SOURCE.read_bytes() + "\0".join(flags).encode()).hexdigest()[:16]
-    out_dir = BUILD_ROOT / key
-    lib = out_dir / LIBRARY_NAME
-    if lib.exists():
-        return out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".so.tmp")
-    os.close(fd)
-    try:
-        subprocess.run(
-            [cc, *flags, "-o", tmp, str(SOURCE), "-lpthread"],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        os.replace(tmp, lib)
-    except subprocess.CalledProcessError as exc:
-        raise RuntimeError(f"compiling {SOURCE.name} failed:\n{exc.stderr}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out_dir
+    return build_shared(
+        SOURCE, LIBRARY_NAME, [f"-DOMIT_{name}" for name in sorted(set(omit))], BUILD_ROOT
+    )
 
 
 def gpu(index: int, **overrides: Any) -> dict[str, Any]:
@@ -82,6 +51,9 @@ def gpu(index: int, **overrides: Any) -> dict[str, Any]:
         "throttle_reasons": 0,
         "processes": index % 3,
         "pci_bus_id": f"00000000:{0x18 + index:02X}:00.0",
+        "pci_device_id": 0x2330,  # GH100 [H100 SXM5 80GB]
+        "serial": f"16549220{index:05d}",
+        "bar1_total_mib": 131072,
         "compute_capability": [9, 0],
         "persistence_mode": 1,
         "mig_mode": 0,
