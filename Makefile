@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-all lint lint-imports check demo docs bench gpu-check clean
+.PHONY: venv test test-all lint lint-imports check demo docs ptx bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -35,6 +35,9 @@ demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 # docs/api.md and docs/configuration.md, rendered from the code (a test fails when they are stale).
+ptx: $(STAMP)  # needs the CUDA toolkit (nvcc, ptxas); the PTX is committed
+	$(PY) scripts/build_ptx.py
+
 docs: $(STAMP)
 	$(PY) scripts/render_docs.py
 	$(PY) scripts/render_dashboards.py

@@ -1,4 +1,5 @@
-"""`aitbc-agent`: run / probe / status / config check; the only place that catches everything.
+"""`aitbc-agent`: run / probe / attest / status / config check; the only place that catches
+everything.
 
 Exit codes: 0 ok, 1 other agent error, 3 `status`: the agent is not running, 69 no GPU access
 (EX_UNAVAILABLE), 70 a bug (EX_SOFTWARE), 78 bad configuration (EX_CONFIG). stdout carries only
@@ -121,6 +122,32 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attest(args: argparse.Namespace) -> int:
+    """Attest the GPUs (NVML checks, CUDA self-test) and print the verdicts."""
+    from agent.attest.command import attest_command
+
+    settings, _ = _load(args)
+    return attest_command(settings, as_json=args.json, only=args.gpu, refuse=_leased_gpus(settings))
+
+
+def _leased_gpus(settings: AgentSettings) -> dict[str, str]:
+    """GPUs the running agent has leased (from its state file): the self-test must not fill
+    a tenant's GPU. An unreadable state file leaves none out (a tenant's memory makes the
+    fill fail anyway; it never touches the tenant's)."""
+    from agent.lease.state import StateStore
+
+    try:
+        state = StateStore(settings.agent.state_dir).load()
+    except AgentError as exc:
+        log.warning("attest_state_unreadable", error=str(exc))
+        return {}
+    return {
+        lease.gpu_uuid: f"leased (booking {lease.booking_id}): attest it once the lease ends"
+        for lease in state.leases.values()
+        if lease.active
+    }
+
+
 def _fmt(value: Any, unit: str = "") -> str:
     if value is None:
         return "—"
@@ -204,7 +231,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 EXIT_CODES = """exit codes:
   0   done
-  1   another agent error (the log line command_failed says which)
+  1   attest: a GPU is not verified; else another agent error (see the log line command_failed)
   3   status: the agent is not running (its last values are shown, marked stale)
   69  no GPU access: NVML cannot be used (driver missing, driver/library mismatch)
   70  a bug (command_crashed, with a traceback)
@@ -235,6 +262,16 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
         "Show what the running agent last wrote (GPUs, leases, coordinator, last heartbeat) "
         "from its state directory; no coordinator call.",
         "  sudo -u aitbc-agent aitbc-agent status\n  aitbc-agent status --json",
+    ),
+    "attest": (
+        "prove the GPUs are what they claim",
+        "Check each GPU's NVML facts against the model table (PCI device id, memory, compute "
+        "capability, BAR1, clocks, the board behind the UUID), then run the CUDA self-test: "
+        "fill most of the claimed memory with a fresh challenge, read it back at positions "
+        "drawn after the fill, time an FMA kernel and a copy against the datasheet. Leased "
+        "GPUs are left out. Exit 1 when any GPU is not verified.",
+        "  aitbc-agent attest\n  aitbc-agent attest --json | jq '.gpus[] | {uuid, verified}'\n"
+        "  aitbc-agent attest --gpu 0 --gpu 3",
     ),
     "check": (
         "validate a config file",
@@ -281,6 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "run", cmd_run)
     probe = command(sub, "probe", cmd_probe)
     probe.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    attest = command(sub, "attest", cmd_attest)
+    attest.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    attest.add_argument(
+        "--gpu", type=int, action="append", metavar="INDEX", help="only this GPU (repeatable)"
+    )
     status = command(sub, "status", cmd_status)
     status.add_argument("--json", action="store_true", help="one JSON document on stdout")
     config = sub.add_parser("config", help="configuration commands")

@@ -313,6 +313,21 @@ class MetricsSettings(_Section):
         return host.strip("[]"), int(port)
 
 
+class AttestSettings(_Section):
+    """`[attest]`: the proof-of-hardware self-test (docs/attestation.md)."""
+
+    fill_fraction: float = Field(
+        default=0.9,
+        gt=0.05,
+        le=0.98,
+        description="Share of the memory NVML claims that the self-test fills and checks.",
+    )
+    cuda_library: str = Field(
+        default="libcuda.so.1",
+        description="The CUDA driver library (a name the loader finds, or a path).",
+    )
+
+
 class AgentSettings(BaseSettings):
     """The whole agent configuration (docs/configuration.md is rendered from these fields)."""
 
@@ -341,6 +356,10 @@ class AgentSettings(BaseSettings):
     )
     health: HealthSettings = Field(
         default_factory=HealthSettings, description="Xids to ignore and how a GPU recovers."
+    )
+    attest: AttestSettings = Field(
+        default_factory=AttestSettings,
+        description="Proof of hardware: the CUDA self-test of `aitbc-agent attest`.",
     )
     metrics: MetricsSettings = Field(
         default_factory=MetricsSettings, description="The optional Prometheus endpoint."

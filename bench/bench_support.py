@@ -49,13 +49,14 @@ def start_coordinator(
 
     `env` is added to this process's environment (the COORDINATOR_* settings); `prefix` wraps
     the command (e.g. `py-spy record ... --`). Its stderr goes to a temporary file whose tail
-    is in the error if it exits or never becomes ready.
+    is in the error if it exits or never becomes ready. The log level is `warning` (no access
+    log) unless $COORDINATOR_LOG_LEVEL says otherwise: `info` measures the access log's cost.
     """
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the process is reaped or fails)
     proc = subprocess.Popen(
         [*(prefix or []), sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
         cwd=REPO,
-        env={**os.environ, "COORDINATOR_LOG_LEVEL": "warning", **env},
+        env={"COORDINATOR_LOG_LEVEL": "warning", **os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=log,
     )

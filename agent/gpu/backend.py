@@ -84,6 +84,9 @@ class GpuInfo:
     persistence_mode: bool | None
     mig_mode: bool | None
     mig_devices: tuple[MigDeviceInfo, ...] = ()
+    pci_device_id: int | None = None  # the PCI device id alone (0x2330), vendor bits dropped
+    serial: str | None = None  # the board serial (datacenter cards; None on GeForce)
+    bar1_total_mib: int | None = None  # the BAR1 aperture: 128 GiB on H100, 256 MiB on most GeForce
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ def read_info(s: NvmlSession, index: int, h: Any) -> GpuInfo:
     limit_mw = q("nvmlDeviceGetEnforcedPowerLimit", h)
     persistence = q("nvmlDeviceGetPersistenceMode", h)
     mig = q("nvmlDeviceGetMigMode", h)
+    bar1 = q("nvmlDeviceGetBAR1MemoryInfo", h)
     mig_enabled = None if mig is None else mig[0] == pynvml.NVML_DEVICE_MIG_ENABLE
     return GpuInfo(
         index=index,
@@ -64,6 +65,9 @@ def read_info(s: NvmlSession, index: int, h: Any) -> GpuInfo:
         persistence_mode=None if persistence is None else bool(persistence),
         mig_mode=mig_enabled,
         mig_devices=read_mig(s, h) if mig_enabled else (),
+        pci_device_id=None if pci is None else (pci.pciDeviceId >> 16) & 0xFFFF,
+        serial=text(q("nvmlDeviceGetSerial", h)),
+        bar1_total_mib=None if bar1 is None else mib(bar1.bar1Total),
     )
 
 
