@@ -316,6 +316,15 @@ class MetricsSettings(_Section):
 class AttestSettings(_Section):
     """`[attest]`: the proof-of-hardware self-test (docs/attestation.md)."""
 
+    enabled: bool = Field(
+        default=True,
+        description="Attest the GPUs to the coordinator: after registering, every "
+        "`interval_h`, and when the coordinator asks (never a leased GPU, never simulated "
+        "ones).",
+    )
+    interval_h: float = Field(
+        default=24.0, gt=0, le=24 * 365, description="Hours between two attestations of a GPU."
+    )
     fill_fraction: float = Field(
         default=0.9,
         gt=0.05,

@@ -35,6 +35,7 @@ class GpuAttestation:
     model: str | None
     checks: list[Check]
     measured: dict[str, Any] = field(default_factory=dict)
+    answer: selftest.SelfTest | None = None  # the raw words, for a coordinator's challenge
 
     @property
     def verified(self) -> bool:
@@ -87,9 +88,12 @@ def attest_gpu(
     seed: int,
     positions_after_fill: Callable[[int], list[int]],
     fill_fraction: float,
+    words: int | None = None,
     refuse: str | None = None,
 ) -> GpuAttestation:
-    """One GPU's attestation; `refuse` (e.g. "leased") fails it before the self-test runs."""
+    """One GPU's attestation; `refuse` (e.g. "leased") fails it before the self-test runs.
+    `words` is the fill's size when a coordinator set it, else `fill_fraction` of the memory
+    NVML claims."""
     model, checks = nvml_checks(info, table, previous)
     result = GpuAttestation(
         info.uuid, info.index, info.name, None if model is None else model.model, checks
@@ -109,7 +113,8 @@ def attest_gpu(
     checks.append(selftest.cuda_device_check(device, info.name, info.memory_total_mib))
     if device is None or model is None or not info.memory_total_mib:
         return result
-    words = int(info.memory_total_mib * MIB * fill_fraction) // 8
+    if words is None:
+        words = int(info.memory_total_mib * MIB * fill_fraction) // 8
     try:
         answer = selftest.run(
             cuda.driver, device, seed=seed, words=words, positions_after_fill=positions_after_fill
@@ -118,6 +123,7 @@ def attest_gpu(
         checks.append(exc.check)
         return result
     checks.extend(selftest.judge(answer, seed, model, table.bands))
+    result.answer = answer
     result.measured = {
         "fp32_tflops": round(answer.fp32_tflops, 2),
         "memory_tbps": round(answer.copy_tbps, 3),

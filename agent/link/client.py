@@ -23,6 +23,10 @@ from pydantic import BaseModel, ValidationError
 
 from agent.errors import CoordinatorRejectedError, CoordinatorUnavailableError
 from agent.link.wire import (
+    AttestationAnswer,
+    AttestationChallenge,
+    AttestationPositions,
+    AttestationVerdict,
     GpuRegisterRequest,
     GpuRegisterResponse,
     GpuRegistration,
@@ -192,6 +196,23 @@ class CoordinatorClient:
         """`POST /v1/miners/leases/{booking_id}/ack`; a stale generation is a 409."""
         body = LeaseAckRequest(generation=generation, state=state, detail=detail)
         self._request("POST", f"/v1/miners/leases/{booking_id}/ack", body=body)
+
+    def open_attestation(self, gpu_id: str) -> AttestationChallenge:
+        """`POST /v1/miners/gpus/{gpu_id}/attestations` (409: the GPU is booked)."""
+        response = self._request("POST", f"/v1/miners/gpus/{gpu_id}/attestations")
+        return self._parse(response, AttestationChallenge)
+
+    def attestation_filled(self, attestation_id: str) -> list[int]:
+        """The fill is done: the positions to read back."""
+        path = f"/v1/miners/attestations/{attestation_id}/filled"
+        return self._parse(self._request("POST", path), AttestationPositions).positions
+
+    def attestation_answer(
+        self, attestation_id: str, answer: AttestationAnswer
+    ) -> AttestationVerdict:
+        """The words and figures: the coordinator's verdict."""
+        path = f"/v1/miners/attestations/{attestation_id}/answer"
+        return self._parse(self._request("POST", path, body=answer), AttestationVerdict)
 
     def deregister(self, miner_id: str, *, timeout_s: float | None = None) -> None:
         """`DELETE /v1/miners/{miner_id}`: graceful leave, the GPUs go offline at once."""

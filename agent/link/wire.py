@@ -179,6 +179,40 @@ class HeartbeatResponse(_Response):
     lease_version: int | None = None
     leases: Leases | None = None
     ignored_gpus: list[str] = Field(default_factory=list)
+    attest_requested: bool = False  # an admin asked for an attestation of this host's GPUs
+
+
+class AttestationChallenge(_Response):
+    """`POST /v1/miners/gpus/{gpu_id}/attestations`: fill `words` words from `seed`."""
+
+    attestation_id: str = Field(max_length=32)
+    seed: str = Field(pattern=r"^0x[0-9a-f]{16}$")
+    words: int = Field(gt=0)
+
+
+class AttestationPositions(_Response):
+    """The positions to read back, drawn after the fill."""
+
+    positions: list[Annotated[int, Field(ge=0)]] = Field(max_length=4096)
+
+
+class AttestationCheck(BaseModel):
+    name: str = Field(max_length=64)
+    ok: bool
+    reason: str = Field(max_length=1000)
+
+
+class AttestationAnswer(_Request):
+    values: list[str]  # decimal: a u64 does not survive a JSON float
+    fp32_tflops: float
+    memory_tbps: float
+    checks: list[AttestationCheck]
+
+
+class AttestationVerdict(_Response):
+    attestation_id: str
+    verified: bool
+    reason: str | None = None
 
 
 class LeasesResponse(_Response):

@@ -50,6 +50,7 @@ from agent.link.coordinator_health import CoordinatorHealth
 from agent.link.units import RentableUnit
 from agent.log import get_logger
 from agent.service import sdnotify
+from agent.service.attestation import AttestationJob
 from agent.service.heartbeat import Heartbeat
 from agent.service.status import StatusReporter
 
@@ -70,6 +71,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.registered_event = threading.Event()
+        self.attest_requested = threading.Event()
         self.state = AgentState()
         self.backend: GpuBackend | None = None
         self.gpus: list[GpuInfo] = []
@@ -190,6 +192,13 @@ class Daemon:
         self._poller = poll
         poller = threading.Thread(target=poll.run, name="lease-poll", daemon=True)
         self._threads = [worker, poller]
+        if self.settings.attest.enabled:
+            job = AttestationJob(self)
+            self._threads.append(
+                threading.Thread(
+                    target=job.run, args=(self.stop_event,), name="attestation", daemon=True
+                )
+            )
         for thread in self._threads:
             thread.start()
         # DebugExecutor runs the job in the scheduler's own (daemon) thread: no pool whose

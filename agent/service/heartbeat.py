@@ -219,6 +219,8 @@ class Heartbeat:
                 "gpus_unknown_to_coordinator", gpu_ids=sorted(mine & set(answer.ignored_gpus))
             )
             d.registered_event.clear()
+        if answer.attest_requested:
+            d.attest_requested.set()
         if answer.leases is not None:
             worker.offer(answer.lease_version, answer.leases, since=since)
 

@@ -35,6 +35,7 @@ class DaemonRuntime(Protocol):
     store: StateStore
     lock: threading.RLock
     registered_event: threading.Event
+    attest_requested: threading.Event  # a heartbeat answer asked for an attestation
     state: AgentState
     backend: GpuBackend | None
     gpus: list[GpuInfo]

@@ -30,6 +30,7 @@ EVENTS: Mapping[str, str] = {
     "miner_deregistered": "A miner left the market",
     "miner_online": "A miner's heartbeat arrived after it had been offline (or for the first time)",
     "miner_offline": "A miner's last heartbeat grew older than offline_after_s",
+    "gpu_attested": "A GPU's attestation was judged (verified or not, with the reason)",
     "api_key_refused": "A request carried an unknown, revoked or mismatched API key",
     "booking_created": "A GPU was booked",
     "booking_ended": "A booking ended (released, completed, cancelled or failed)",

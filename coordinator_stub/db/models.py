@@ -134,6 +134,9 @@ class Miner(Base):
     # Heartbeats since the miner last came online (0: this one); NULL once the sweeper saw it
     # offline. Counted rather than timed so "just came online" is unambiguous at any clock.
     online_heartbeats: Mapped[int | None] = mapped_column(BigInteger)
+    # An admin asked the miner to attest its GPUs now (the heartbeat answer says so until the
+    # miner opens a challenge).
+    attest_requested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class Gpu(Base):
@@ -185,6 +188,40 @@ class Gpu(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The latest attestation's verdict (miners/attestations.py): passed | failed | NULL (never).
+    attestation_status: Mapped[str | None] = mapped_column(String(16))
+    attested_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attested_fp32_tflops: Mapped[float | None] = mapped_column(Float)
+    attested_memory_tbps: Mapped[float | None] = mapped_column(Float)
+    attestation_reason: Mapped[str | None] = mapped_column(String(512))
+    # A challenge is open until then: the GPU is not bookable while its memory is being filled.
+    attesting_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+ATTESTATION_STATUSES = ("challenged", "filled", "passed", "failed")
+
+
+class Attestation(Base):
+    """One proof-of-hardware challenge of a GPU and its verdict."""
+
+    __tablename__ = "attestations"
+    __table_args__ = (Index("ix_attestations_gpu_created", "gpu_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    gpu_id: Mapped[str] = mapped_column(ForeignKey("gpus.id"))
+    miner_id: Mapped[str] = mapped_column(String(128))
+    seed: Mapped[str] = mapped_column(String(18))  # "0x" + 16 hex digits: a u64 as text
+    words: Mapped[int] = mapped_column(BigInteger)
+    positions: Mapped[list[int] | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    fp32_tflops: Mapped[float | None] = mapped_column(Float)
+    memory_tbps: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    filled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 # The list's region filter is case-insensitive (`lower(region) = ?`); an index on the same

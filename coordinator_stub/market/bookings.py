@@ -206,6 +206,20 @@ def check_duration(duration_hours: float, settings: CoordinatorSettings) -> None
         )
 
 
+def check_attestation(gpu: Gpu, *, now: datetime, settings: CoordinatorSettings) -> None:
+    """Refuse a GPU its attestation disqualifies (`attestation_required`), and one whose
+    memory an open attestation is filling."""
+    if gpu.attesting_until is not None and gpu.attesting_until > now:
+        raise ConflictError(f"GPU {gpu.id} is being attested: try again in a minute")
+    policy = settings.attestation_required
+    if policy == "off":
+        return
+    if gpu.attestation_status == "failed":
+        raise ConflictError(f"GPU {gpu.id} failed its attestation: {gpu.attestation_reason}")
+    if policy == "verified" and gpu.attestation_status != "passed":
+        raise ConflictError(f"GPU {gpu.id} is not verified (never attested)")
+
+
 def book_gpu(
     session: Session,
     *,
@@ -225,6 +239,7 @@ def book_gpu(
     )
     if status != "available":
         raise ConflictError(f"GPU {gpu_id} is not available (it is {status})")
+    check_attestation(gpu, now=now, settings=settings)
     quote = quote_gpu(session, gpu, now=now, settings=settings)
     total_cost = quote.total_cost(Decimal(str(duration_hours)))
     quoted = (

@@ -31,6 +31,14 @@ class GpuMetricsOut(BaseModel):
     reported_at: str | None
 
 
+class AttestationSummaryOut(BaseModel):
+    status: Literal["none", "passed", "failed"]
+    attested_at: str | None
+    fp32_tflops: float | None
+    memory_tbps: float | None
+    reason: str | None
+
+
 class CurrentBookingOut(BaseModel):
     booking_id: str
     client_id: str
@@ -67,6 +75,8 @@ class GpuOut(BaseModel):
     health_reason: str | None
     last_heartbeat_at: str | None
     metrics: GpuMetricsOut
+    verified: bool
+    attestation: AttestationSummaryOut
 
 
 class GpuDetailsOut(GpuOut):
@@ -115,6 +125,15 @@ def gpu_object(gpu: Gpu, status: str, last_heartbeat_at: datetime | None) -> dic
             "temperature_c": gpu.temperature_c,
             "power_draw_w": gpu.power_draw_w,
             "reported_at": rfc3339(gpu.metrics_at),
+        },
+        # Proof of hardware (docs/attestation.md): false until an attestation passed.
+        "verified": gpu.attestation_status == "passed",
+        "attestation": {
+            "status": gpu.attestation_status or "none",
+            "attested_at": rfc3339(gpu.attested_at),
+            "fp32_tflops": gpu.attested_fp32_tflops,
+            "memory_tbps": gpu.attested_memory_tbps,
+            "reason": gpu.attestation_reason,
         },
     }
 

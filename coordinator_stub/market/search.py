@@ -25,7 +25,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import ColumnElement, Row, Select, func, text
+from sqlalchemy import ColumnElement, Row, Select, func, or_, text
 from sqlalchemy.orm import Session
 
 from coordinator_stub.db.models import Gpu, Miner
@@ -63,6 +63,7 @@ class GpuFilters:
     price_max: Decimal | None = None
     region: str | None = None  # case-insensitive
     miner_id: str | None = None
+    verified: bool | None = None  # the latest attestation passed (true) or not (false)
     limit: int = 100
     offset: int = 0
 
@@ -96,6 +97,9 @@ def _filtered(
         query = query.where(func.lower(Gpu.region) == filters.region.lower())
     if filters.miner_id:
         query = query.where(Gpu.miner_id == filters.miner_id)
+    if filters.verified is not None:
+        passed = Gpu.attestation_status == "passed"
+        query = query.where(passed if filters.verified else or_(~passed, passed.is_(None)))
     return query
 
 

@@ -89,7 +89,7 @@ _TOUCH_MINER = (
         status_text=bindparam("status_text"),
         agent=bindparam("agent"),
     )
-    .returning(_MINERS.lease_version, _MINERS.online_heartbeats)
+    .returning(_MINERS.lease_version, _MINERS.online_heartbeats, _MINERS.attest_requested_at)
 )
 _NOW = bindparam("b_now", type_=UtcDateTime)
 # One executemany for all reported GPUs. Ownership and the uuid are checked in the WHERE clause,
@@ -169,6 +169,7 @@ class Touched:
 
     lease_version: int
     came_online: bool  # it was offline before this heartbeat
+    attest_requested: bool  # an admin asked it to attest its GPUs
 
 
 def touch_miner(
@@ -196,7 +197,11 @@ def touch_miner(
     ).one_or_none()
     if row is None:
         return None
-    return Touched(lease_version=row.lease_version, came_online=row.online_heartbeats == 0)
+    return Touched(
+        lease_version=row.lease_version,
+        came_online=row.online_heartbeats == 0,
+        attest_requested=row.attest_requested_at is not None,
+    )
 
 
 def sweep_offline(db: Database, settings: CoordinatorSettings, now: datetime) -> int:

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from coordinator_stub.routes import (
     accounts,
     admin,
+    attestations,
     health,
     marketplace,
     marketplace_gpu,
@@ -20,6 +21,7 @@ ROUTERS: list[APIRouter] = [
     admin.router,
     accounts.router,
     miners.router,
+    attestations.router,
     marketplace_gpu.router,
     pricing.router,
     marketplace.router,

@@ -157,6 +157,9 @@ def list_gpus(
     price_max: Annotated[MoneyIn | None, Query()] = None,
     region: Annotated[Text | None, Query(max_length=64)] = None,
     miner_id: Annotated[Text | None, Query(max_length=128)] = None,
+    verified: Annotated[
+        bool | None, Query(description="only GPUs whose latest attestation passed (or not)")
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> JSONResponse:
@@ -170,6 +173,7 @@ def list_gpus(
         price_max=price_max,
         region=region,
         miner_id=miner_id,
+        verified=verified,
         limit=limit,
         offset=offset,
     )

@@ -101,6 +101,9 @@ class HeartbeatOut(BaseModel):
     ignored_gpus: list[str] = Field(
         default_factory=list, description="gpu ids not owned by this miner or whose uuid differs"
     )
+    attest_requested: bool = Field(
+        default=False, description="an admin asked this miner to attest its GPUs now"
+    )
 
 
 class LeasesOut(BaseModel):
@@ -231,6 +234,7 @@ def heartbeat(
         lease_version=lease_version,
         leases=[_lease_out(lease) for lease in desired],
         ignored_gpus=ignored,
+        attest_requested=touched.attest_requested,
     )
     # Serialized here: FastAPI would validate the model a second time on the way out.
     return Response(answer.model_dump_json(), media_type="application/json")

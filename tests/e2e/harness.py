@@ -116,6 +116,8 @@ class Agent:
         heartbeat_interval_s: float = HEARTBEAT_S,
         watchdog_usec: int | None = None,
         extra_toml: str = "",
+        gpu_toml: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -126,11 +128,24 @@ class Agent:
         self.hook.chmod(0o755)
         self.hooks_log = self.dir / "hooks.log"
         self.watchdog_usec = watchdog_usec
+        self.extra_env = dict(env or {})
         fault_toml = "".join(
             "\n[[gpu.simulated.faults]]\n"
             + "".join(f"{k} = {json.dumps(v)}\n" for k, v in f.items())
             for f in faults or []
         )
+        gpu_section = gpu_toml
+        if gpu_section is None:
+            gpu_section = f"""[gpu]
+backend = "simulated"
+price_per_hour = "0.50"
+
+[[gpu.simulated]]
+model = "NVIDIA H100 80GB HBM3"
+memory_mib = 81559
+count = {gpus}
+utilization_pct = [10, 40, 70]
+{fault_toml}"""
         self.config.write_text(
             f"""
 [coordinator]
@@ -143,16 +158,7 @@ timeout_s = 2
 state_dir = "{self.state_dir}"
 heartbeat_interval_s = {heartbeat_interval_s}
 
-[gpu]
-backend = "simulated"
-price_per_hour = "0.50"
-
-[[gpu.simulated]]
-model = "NVIDIA H100 80GB HBM3"
-memory_mib = 81559
-count = {gpus}
-utilization_pct = [10, 40, 70]
-{fault_toml}
+{gpu_section}
 [leases]
 on_start = ["{self.hook}", "start"]
 on_end = ["{self.hook}", "end"]
@@ -176,7 +182,12 @@ recover_after_ok_samples = 10000
             self.notify.close()
         sock = self.dir / f"notify-{self.starts}.sock"
         self.notify = NotifySocket(sock)
-        env = {**os.environ, "NOTIFY_SOCKET": str(sock), "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            "NOTIFY_SOCKET": str(sock),
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
         env.pop("WATCHDOG_PID", None)
         if self.watchdog_usec:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)

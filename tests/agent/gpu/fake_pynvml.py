@@ -174,7 +174,7 @@ class FakeNvml:
 
     def nvmlDeviceGetPciInfo_v3(self, h: Handle) -> SimpleNamespace:
         gpu, _ = self._dev("nvmlDeviceGetPciInfo_v3", h)
-        return SimpleNamespace(busId=gpu.pci_bus_id.encode())
+        return SimpleNamespace(busId=gpu.pci_bus_id.encode(), pciDeviceId=0x233010DE)
 
     def nvmlDeviceGetEnforcedPowerLimit(self, h: Handle) -> int:
         return self._dev("nvmlDeviceGetEnforcedPowerLimit", h)[0].power_limit_mw

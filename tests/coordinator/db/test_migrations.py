@@ -56,9 +56,14 @@ def load_release_0_1_0(db_kind: str, url: str) -> None:
 
 
 def row_counts(db: Database) -> dict[str, int]:
+    """Rows per table the database has (a table a later migration adds counts 0 until then)."""
+    with db.engine.connect() as conn:
+        present = set(inspect(conn).get_table_names())
     with db.read() as session:
         return {
             table: int(session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)
+            if table in present
+            else 0
             for table in sorted(Base.metadata.tables)
         }
 
