@@ -100,6 +100,26 @@ class CoordinatorSettings(BaseSettings):
         description="A booking gives its renter the right to review the GPU once it has run "
         "this long, or once it completed.",
     )
+    attestation_required: Literal["off", "not_failed", "verified"] = Field(
+        default="not_failed",
+        description="Which GPUs may be booked: `not_failed` refuses a GPU whose latest "
+        "attestation failed, `verified` also one never attested, `off` attestation never "
+        "refuses a booking.",
+    )
+    attest_fill_fraction: float = Field(
+        default=0.9,
+        gt=0.05,
+        le=0.98,
+        description="Share of a GPU's memory its attestation fills and probes.",
+    )
+    attest_positions: int = Field(
+        default=64, ge=8, le=4096, description="Words an attestation reads back after the fill."
+    )
+    attest_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long an attestation challenge stays open (and its GPU unbookable).",
+    )
     unbonding_period_s: float = Field(
         default=604800.0, ge=0, description="Wait between unbonding a stake and completing it."
     )
@@ -187,7 +207,8 @@ class CoordinatorSettings(BaseSettings):
     access_log: bool = Field(
         default=True,
         description="One log line per HTTP request: method, route, status, duration and the "
-        "caller's role and subject (never the key).",
+        "caller's role and subject (never the key). Successful heartbeats, lease polls, "
+        "health checks and scrapes log at debug level.",
     )
 
     @field_validator("log_level", "log_format", mode="before")

@@ -48,6 +48,19 @@ from coordinator_stub.market.status import gpu_status, select_gpus
 
 UNMATCHED = "<unmatched>"
 access_log = get_logger("coordinator.access")
+# The routes every host calls every few seconds, and the probes: their successful requests
+# are logged at debug (`COORDINATOR_LOG_LEVEL=debug` shows them). At info, 10 000 hosts would
+# write ~1000 lines a second that say nothing; their failures still log at info or error.
+QUIET_ROUTES = frozenset(
+    {
+        "/v1/miners/heartbeat",
+        "/v1/miners/leases",
+        "/metrics",
+        "/health",
+        "/health/live",
+        "/health/ready",
+    }
+)
 
 
 class HttpMetrics:
@@ -101,9 +114,15 @@ class RequestObserver:
 
 
 def _log_request(scope: Scope, method: str, route: str, status: int, elapsed: float) -> None:
+    if status >= 500:
+        emit = access_log.error
+    elif status < 400 and route in QUIET_ROUTES:
+        emit = access_log.debug
+    else:
+        emit = access_log.info
     caller = scope.get("state", {}).get("caller")  # set by deps once a key was accepted
     client = scope.get("client")
-    (access_log.error if status >= 500 else access_log.info)(
+    emit(
         "http_request",
         method=method,
         route=route,

@@ -121,6 +121,10 @@ def test_serve_writes_json_lines_only(tmp_path: Path) -> None:
     assert {"gpu_registered", "booking_created", "api_key_refused"} <= seen
     assert any("Uvicorn running" in line["event"] for line in lines)  # uvicorn's own, as JSON
     assert all("timestamp" in line and "level" in line for line in lines)
+    routes = {line["route"] for line in lines if line["event"] == "http_request"}
+    assert "/v1/marketplace/gpu/{gpu_id}/book" in routes
+    assert "/v1/miners/heartbeat" not in routes  # a fleet's heartbeats log at debug only
+    assert "/health/ready" not in routes
     assert not [line for line in lines if line["logger"].startswith("alembic")]  # schema chatter
     for key in (ADMIN_KEY, MINER_KEY, CLIENT_KEY, BAD_KEY):
         assert key not in text
