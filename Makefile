@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-all lint lint-imports check demo docs ptx bench gpu-check clean
+.PHONY: venv test test-all lint lint-imports check demo docs ptx screenshots bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 		> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
-# The default suite: SQLite and a throwaway PostgreSQL 15; no GPU, no slow soak runs.
+# The default suite: SQLite and a throwaway PostgreSQL 15, the console in a headless Chromium;
+# no GPU, no slow soak runs.
 test: $(STAMP)
+	scripts/setup-browser.sh
 	scripts/with-postgres.sh $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP) lint-imports
@@ -34,10 +36,15 @@ check: lint test
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
-# docs/api.md and docs/configuration.md, rendered from the code (a test fails when they are stale).
+# The console's pages in Chromium, desktop and 360 px wide, for docs/console.md.
+screenshots: $(STAMP)
+	scripts/setup-browser.sh
+	$(PY) scripts/screenshots.py
+
 ptx: $(STAMP)  # needs the CUDA toolkit (nvcc, ptxas); the PTX is committed
 	$(PY) scripts/build_ptx.py
 
+# docs/api.md and docs/configuration.md, rendered from the code (a test fails when they are stale).
 docs: $(STAMP)
 	$(PY) scripts/render_docs.py
 	$(PY) scripts/render_dashboards.py

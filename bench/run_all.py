@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "booking_contention_sqlite": ["bench_booking_contention.py"],
     "lease_latency": ["bench_lease_latency.py"],
     "agent_resources": ["bench_agent_resources.py"],
+    "console_first_load": ["bench_console_load.py"],
 }
 # With a PostgreSQL to use (`make bench` runs under scripts/with-postgres.sh), its variants too.
 PG_URL = os.environ.get("TEST_POSTGRES_URL")

@@ -22,7 +22,7 @@ from coordinator_stub.errors import DomainError
 from coordinator_stub.ledger.transfers import ensure_account
 from coordinator_stub.miners.sweeper import Sweeper, sweep_tasks
 from coordinator_stub.miners.wakeups import LeaseHub
-from coordinator_stub.routes import ROUTERS, metrics, openapi
+from coordinator_stub.routes import ROUTERS, console, metrics, openapi
 from coordinator_stub.routes.guard import RequestGuard, validation_errors
 
 
@@ -104,4 +104,5 @@ def create_app(
     )
     metrics.install(app, settings, clock)
     openapi.install(app)
+    console.install(app)
     return app

@@ -8,6 +8,7 @@ from coordinator_stub.routes import (
     accounts,
     admin,
     attestations,
+    gpu_stream,
     health,
     marketplace,
     marketplace_gpu,
@@ -22,6 +23,7 @@ ROUTERS: list[APIRouter] = [
     accounts.router,
     miners.router,
     attestations.router,
+    gpu_stream.router,  # before marketplace_gpu: /gpu/stream is not a /gpu/{gpu_id}
     marketplace_gpu.router,
     pricing.router,
     marketplace.router,

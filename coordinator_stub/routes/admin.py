@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
+from sqlalchemy import select
 
 from coordinator_stub.auth import KeyCache, generate_key, list_keys, revoke_key, store_key
 from coordinator_stub.core.clock import rfc3339
@@ -115,6 +116,18 @@ def revoke_api_key(
     cache: KeyCache = request.app.state.key_cache
     cache.forget(key_hash)
     return RevokedOut(key_id=key_id, revoked_at=rfc3339(revoked_at) or "")
+
+
+@router.get("/accounts")
+def list_accounts(
+    _admin: AdminDep, db: DbDep, limit: Limit = 100, offset: Offset = 0
+) -> list[AccountOut]:
+    """Every account, by subject (what the admin console lists)."""
+    with db.read() as session:
+        rows = session.scalars(
+            select(Account).order_by(Account.subject).limit(limit).offset(offset)
+        ).all()
+        return [account_out(a, subject=a.subject, role=None) for a in rows]
 
 
 @router.post("/accounts/{subject}/credit")

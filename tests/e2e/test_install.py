@@ -81,6 +81,20 @@ def test_the_programs_run_from_their_own_virtualenv(installed: Path) -> None:
         assert "0.2.0" in version.stdout
 
 
+def test_the_package_data_is_installed(installed: Path) -> None:
+    venv = installed / PREFIX.lstrip("/")
+    [site] = list(venv.glob("lib/python3*/site-packages"))
+    for data in (
+        "coordinator_stub/console/index.html",
+        "coordinator_stub/console/app.js",
+        "coordinator_stub/console/app.css",
+        "agent/attest/attest.ptx",
+        "aitbc_common/gpu_models.toml",
+        "coordinator_stub/db/migrations/versions/0004_attestations.py",
+    ):
+        assert (site / data).is_file(), data
+
+
 def test_the_units_find_their_command_and_their_docs(installed: Path) -> None:
     for name in UNITS:
         unit = installed / "etc/systemd/system" / name

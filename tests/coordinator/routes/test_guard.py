@@ -8,6 +8,7 @@ checked, megabytes stored in a miner row, lone surrogates turning into 500s, 422
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -34,11 +35,22 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def raw_request(base: str, head: bytes, body: bytes = b"", timeout_s: float = 5) -> bytes:
-    """Send bytes on a fresh connection; the first answer bytes the server sends back."""
+    """Send bytes on a fresh connection; the server's first answer, whole: its head and as
+    much body as its Content-Length says (the two may arrive in separate TCP segments)."""
     host, port = base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
         sock.sendall(head + body)
-        return sock.recv(65536)
+        answer = sock.recv(65536)
+        while b"\r\n\r\n" in answer or not answer:
+            head_part, _, got = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"(?im)^content-length:\s*(\d+)", head_part)
+            if length is None or len(got) >= int(length.group(1)):
+                break
+            more = sock.recv(65536)
+            if not more:
+                break
+            answer += more
+        return answer
 
 
 def test_an_anonymous_300_mb_body_is_413_from_its_content_length_before_a_byte_is_read(
