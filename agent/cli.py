@@ -224,7 +224,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         # A warning, not a failure: the key may be a systemd credential (not visible from a
         # shell) or a file only the agent's user can read. `run` refuses to start without it.
         log.warning("api_key_not_found", problem=str(key_problem))
-    summary = f"gpu backend {settings.gpu.backend}, coordinator {settings.coordinator.url}"
+    summary = (
+        f"gpu backend {settings.gpu.backend}, coordinator {', '.join(settings.coordinator.urls)}"
+    )
     sys.stdout.write(f"{path}: ok ({summary})\n")
     return 0
 

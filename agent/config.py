@@ -80,8 +80,11 @@ class _Section(BaseModel):
 class CoordinatorSettings(_Section):
     """`[coordinator]`: where the coordinator is and how the agent authenticates."""
 
-    url: str = Field(
-        default="http://127.0.0.1:8000", description="The coordinator's base URL (http or https)."
+    url: str | list[str] = Field(
+        default="http://127.0.0.1:8000",
+        description="The coordinator's base URL (http or https), or a list of them: the agent "
+        "uses the first, fails over to the next on connection errors and 5xx answers, and "
+        "tries the first again a minute later.",
     )
     api_key_file: Path | None = Field(
         default=None,
@@ -107,11 +110,24 @@ class CoordinatorSettings(_Section):
 
     @field_validator("url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return value.rstrip("/")
+    def _check_url(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else list(value)
+        if not urls:
+            raise ValueError("needs at least one URL")
+        checked = []
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+            checked.append(url.rstrip("/"))
+        if len(set(checked)) != len(checked):
+            raise ValueError("lists a URL twice")
+        return checked[0] if isinstance(value, str) else checked
+
+    @property
+    def urls(self) -> list[str]:
+        """Every coordinator URL, the preferred first."""
+        return [self.url] if isinstance(self.url, str) else list(self.url)
 
     def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The API key: `api_key`, else `api_key_file`, else the systemd credential `api-key`.

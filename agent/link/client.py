@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hmac
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -38,8 +39,10 @@ from agent.link.wire import (
     MinerRegisterRequest,
     MinerRegisterResponse,
 )
+from agent.log import get_logger
 
 MAX_WAIT_S = 30
+log = get_logger("agent.coordinator")
 _R = TypeVar("_R", bound=BaseModel)
 
 
@@ -72,11 +75,20 @@ def _retry_after_s(response: httpx.Response) -> float | None:
 
 
 class CoordinatorClient:
-    """A synchronous client of the coordinator, safe to share between threads."""
+    """A synchronous client of the coordinator, safe to share between threads.
+
+    Given several base URLs (coordinator processes on one database), it uses the first and
+    fails over to the next when a request meets a connection error, a timeout or a 5xx: that
+    request is tried once more there at once, and later ones stay there. `FAILBACK_S` after
+    leaving the first, a request tries the first again. Every coordinator of the list must
+    serve the same database: the lease versions and bookings the agent holds are its.
+    """
+
+    FAILBACK_S = 60.0
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         api_key: str | None,
         miner_id: str | None = None,
@@ -88,7 +100,13 @@ class CoordinatorClient:
             headers["X-Api-Key"] = api_key
         if miner_id:
             headers["X-Miner-ID"] = miner_id
-        self.base_url = base_url.rstrip("/")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("a coordinator client needs at least one URL")
+        self.base_urls = [u.rstrip("/") for u in urls]
+        self._active = 0
+        self._failback_at = 0.0
+        self._url_lock = threading.Lock()
         self.timeout_s = timeout_s
         self._headers = headers
         self._transport = transport
@@ -97,9 +115,35 @@ class CoordinatorClient:
         self._poll_http = self._new_client()
         self._closed = False
 
+    @property
+    def base_url(self) -> str:
+        """The coordinator requests go to now."""
+        with self._url_lock:
+            if self._active and time.monotonic() >= self._failback_at:
+                log.info("coordinator_failback", url=self.base_urls[0])
+                self._active = 0
+            return self.base_urls[self._active]
+
+    def _fail_over(self, failed_url: str, reason: str) -> str | None:
+        """Move on from `failed_url`; the URL to try next, or None with only one."""
+        if len(self.base_urls) == 1:
+            return None
+        with self._url_lock:
+            if self.base_urls[self._active] == failed_url:  # not already moved by another thread
+                self._active = (self._active + 1) % len(self.base_urls)
+                if self._active:
+                    self._failback_at = time.monotonic() + self.FAILBACK_S
+                log.warning(
+                    "coordinator_failover",
+                    failed=failed_url,
+                    now=self.base_urls[self._active],
+                    reason=reason,
+                )
+            return self.base_urls[self._active]
+
     def _new_client(self) -> httpx.Client:
+        # No base_url: each request names its coordinator (failover switches between them).
         return httpx.Client(
-            base_url=self.base_url,
             headers=self._headers,
             timeout=httpx.Timeout(self.timeout_s),
             transport=self._transport,
@@ -118,12 +162,45 @@ class CoordinatorClient:
         timeout_s: float | None = None,
         client: httpx.Client | None = None,
     ) -> httpx.Response:
+        what = f"{method} {path}"
+        url = self.base_url
+        try:
+            response = self._send(method, url, path, body, params, timeout_s, client)
+        except CoordinatorUnavailableError as exc:
+            if self._closed:
+                raise
+            other = self._fail_over(url, str(exc))
+            if other is None or other == url:
+                raise
+            response = self._send(method, other, path, body, params, timeout_s, client)
+        if response.status_code >= 400:
+            detail = _detail_of(response)
+            raise CoordinatorRejectedError(
+                f"{what}: HTTP {response.status_code}" + (f" ({detail})" if detail else ""),
+                status_code=response.status_code,
+                detail=detail,
+                retry_after_s=_retry_after_s(response),
+            )
+        return response
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        body: BaseModel | None,
+        params: Mapping[str, Any] | None,
+        timeout_s: float | None,
+        client: httpx.Client | None,
+    ) -> httpx.Response:
+        """One request to one coordinator; its connection errors, timeouts and 5xx raise
+        `CoordinatorUnavailableError` (what failover acts on)."""
         http = client or self._http
         what = f"{method} {path}"
         try:
             response = http.request(
                 method,
-                path,
+                url + path,
                 json=None if body is None else body.model_dump(mode="json", exclude_none=False),
                 params=params,
                 timeout=None if timeout_s is None else httpx.Timeout(timeout_s),
@@ -135,14 +212,6 @@ class CoordinatorClient:
             raise CoordinatorUnavailableError(f"{what}: {type(exc).__name__}") from exc
         if response.status_code >= 500:
             raise CoordinatorUnavailableError(f"{what}: HTTP {response.status_code}")
-        if response.status_code >= 400:
-            detail = _detail_of(response)
-            raise CoordinatorRejectedError(
-                f"{what}: HTTP {response.status_code}" + (f" ({detail})" if detail else ""),
-                status_code=response.status_code,
-                detail=detail,
-                retry_after_s=_retry_after_s(response),
-            )
         return response
 
     @staticmethod

@@ -120,7 +120,7 @@ class Daemon:
     def _new_client(self, settings: AgentSettings) -> CoordinatorClient:
         c = settings.coordinator
         return CoordinatorClient(
-            c.url, api_key=c.resolve_api_key(), miner_id=c.miner_id, timeout_s=c.timeout_s
+            c.urls, api_key=c.resolve_api_key(), miner_id=c.miner_id, timeout_s=c.timeout_s
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -143,7 +143,7 @@ class Daemon:
             gpus=len(self.gpus),
             units=len(self.units),
             state_dir=str(self.store.state_dir),
-            coordinator=self.settings.coordinator.url,
+            coordinator=self.settings.coordinator.urls,
         )
         self.worker = LeaseWorker(
             state=self.state,

@@ -64,7 +64,8 @@ class StatusReporter:
             "version": __version__,
             "instance_id": d.instance_id,
             "written_at": utc_now().isoformat(),
-            "coordinator_url": d.settings.coordinator.url,
+            # The coordinator in use now (the first of the list, unless failed over).
+            "coordinator_url": d.client.base_url if d.client else d.settings.coordinator.urls[0],
             "coordinator_state": d.health.state,
             "registered": d.registered_event.is_set(),
             "last_heartbeat_at": None

@@ -58,7 +58,7 @@ def status_document(settings: AgentSettings) -> dict[str, Any]:
         "running": running,
         "pid": view.get("pid"),
         "miner_id": state.miner_id,
-        "coordinator_url": state.coordinator_url or settings.coordinator.url,
+        "coordinator_url": state.coordinator_url or settings.coordinator.urls[0],
         "coordinator_state": view.get("coordinator_state"),
         "last_heartbeat_at": view.get("last_heartbeat_at"),
         "status_written_at": view.get("written_at"),

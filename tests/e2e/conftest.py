@@ -45,6 +45,13 @@ class Coordinator:
             self._stop_fast()
             stack.close()
 
+    def kill9(self) -> None:
+        """SIGKILL our coordinator child at once: a crash, no goodbye to anyone."""
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            self._stop_fast(grace_s=0.0)
+            stack.close()
+
     def _stop_fast(self, grace_s: float = 3.0) -> None:
         """SIGTERM our coordinator child, SIGKILL it after `grace_s`.
 
@@ -55,8 +62,9 @@ class Coordinator:
         pid = _child_serving(self.port)
         if pid is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        if grace_s > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)

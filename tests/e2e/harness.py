@@ -109,7 +109,7 @@ class Agent:
     def __init__(
         self,
         workdir: Path,
-        coordinator_url: str,
+        coordinator_url: str | list[str],
         *,
         gpus: int = 4,
         faults: list[dict[str, Any]] | None = None,
@@ -149,7 +149,7 @@ utilization_pct = [10, 40, 70]
         self.config.write_text(
             f"""
 [coordinator]
-url = "{coordinator_url}"
+url = {json.dumps(coordinator_url)}
 api_key = "{MINER_KEY}"
 miner_id = "host-01"
 timeout_s = 2
