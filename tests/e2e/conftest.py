@@ -125,8 +125,11 @@ def renter(coordinator: Coordinator) -> Iterator[Renter]:
 def make_agent(tmp_path: Path, coordinator: Coordinator) -> Iterator[Callable[..., Agent]]:
     agents: list[Agent] = []
 
-    def make(name: str = "agent", **kwargs: Any) -> Agent:
-        agent = Agent(tmp_path / name, coordinator.url, **kwargs)
+    def make(
+        name: str = "agent", *, coordinator_url: str | list[str] | None = None, **kwargs: Any
+    ) -> Agent:
+        url = coordinator.url if coordinator_url is None else coordinator_url
+        agent = Agent(tmp_path / name, url, **kwargs)
         agents.append(agent)
         return agent
 
