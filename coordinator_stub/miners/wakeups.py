@@ -83,6 +83,11 @@ class LeaseHub:
         self.closing = True
         self.wake(None)
 
+    def open_polls(self) -> int:
+        """Long polls parked now, over all miners (each holds one client socket)."""
+        with self._lock:
+            return sum(len(waiters) for waiters in self._waiters.values())
+
     def stop(self) -> None:
         self.closing = True
         self._stop.set()

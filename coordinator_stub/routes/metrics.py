@@ -217,16 +217,16 @@ class MarketCollector(Collector):
 
 
 class ProcessCollector(Collector):
-    """What this process knows without the database: its version and the events it logged."""
+    """What this process knows without the database: its version, events and open polls."""
 
-    def __init__(self, db: Callable[[], Database | None]) -> None:
-        self._db = db
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
 
     def describe(self) -> list[Metric]:
         return []
 
     def collect(self) -> Iterator[Metric]:
-        db = self._db()
+        db: Database | None = getattr(self._app.state, "db", None)  # set by the lifespan
         info = InfoMetricFamily("aitbc_coordinator", "The coordinator's version and database")
         kind = "" if db is None else ("sqlite" if db.is_sqlite else "postgresql")
         info.add_metric([], {"version": __version__, "database": kind})
@@ -239,6 +239,14 @@ class ProcessCollector(Collector):
         for event, n in events.counts().items():
             logged.add_metric([event], float(n))
         yield logged
+        hub = getattr(self._app.state, "lease_hub", None)
+        if hub is not None:
+            polls = GaugeMetricFamily(
+                "aitbc_coordinator_lease_polls_open",
+                "Lease long polls this process holds open (one client socket each)",
+            )
+            polls.add_metric([], float(hub.open_polls()))
+            yield polls
 
 
 def install(app: FastAPI, settings: CoordinatorSettings, clock: Callable[[], datetime]) -> None:
@@ -253,7 +261,7 @@ def install(app: FastAPI, settings: CoordinatorSettings, clock: Callable[[], dat
         return getattr(app.state, "db", None)  # set by the lifespan
 
     registry.register(MarketCollector(db, settings, clock))
-    registry.register(ProcessCollector(db))
+    registry.register(ProcessCollector(app))
     app.state.metrics_registry = registry
     app.add_middleware(RequestObserver, metrics=metrics, access_log=settings.access_log)
 
