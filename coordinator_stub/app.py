@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -13,13 +14,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
 from coordinator_stub import __version__
-from coordinator_stub.auth import KeyCache, store_key
+from coordinator_stub.auth import KeyCache, store_key, watch_revocations
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.core.clock import utcnow
 from coordinator_stub.db.engine import Database
 from coordinator_stub.db.migrate import prepare_for_serve
 from coordinator_stub.errors import DomainError
 from coordinator_stub.ledger.transfers import ensure_account
+from coordinator_stub.miners.ingest import HeartbeatIngest
 from coordinator_stub.miners.sweeper import Sweeper, sweep_tasks
 from coordinator_stub.miners.wakeups import LeaseHub
 from coordinator_stub.routes import ROUTERS, console, metrics, openapi
@@ -54,6 +56,17 @@ def create_app(
         lease_hub = LeaseHub(db, settings)
         lease_hub.start()
         app.state.lease_hub = lease_hub
+        ingest = HeartbeatIngest(db, offline_after_s=settings.offline_after_s)
+        ingest.start()
+        app.state.heartbeat_ingest = ingest
+        stop_watch = threading.Event()
+        key_watch = threading.Thread(
+            target=watch_revocations,
+            args=(app.state.key_cache, db, clock, stop_watch),
+            name="key-revocations",
+            daemon=True,
+        )
+        key_watch.start()
         if run_sweeper:
             sweeper.start()
         try:
@@ -62,6 +75,9 @@ def create_app(
             if run_sweeper:
                 sweeper.stop()
             lease_hub.stop()
+            ingest.stop()
+            stop_watch.set()
+            key_watch.join(timeout=5)
             app.state.probe_executor.shutdown(wait=False, cancel_futures=True)
             db.dispose()
 

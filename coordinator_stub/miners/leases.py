@@ -18,11 +18,12 @@ an agent restarted or reported anything.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import bindparam, select, union_all, update
+from sqlalchemy import BindParameter, Connection, bindparam, select, union_all, update
 from sqlalchemy.orm import Session
 
 from coordinator_stub.config import CoordinatorSettings
@@ -68,6 +69,7 @@ def _lease_view(
 _BOOKINGS = Booking.__table__.c
 _GPUS = Gpu.__table__.c
 _LEASE_COLUMNS = (
+    _BOOKINGS.miner_id,
     _BOOKINGS.id,
     _BOOKINGS.gpu_id,
     _GPUS.uuid,
@@ -76,12 +78,14 @@ _LEASE_COLUMNS = (
     _BOOKINGS.end_time,
     _BOOKINGS.lease_generation,
     _BOOKINGS.status,
+    _BOOKINGS.ended_at,
 )
+_MINER_IDS: BindParameter[str] = bindparam("miner_ids", expanding=True)
 _ACTIVE_LEASES = (
     select(*_LEASE_COLUMNS)
     .join_from(Booking.__table__, Gpu.__table__, _GPUS.id == _BOOKINGS.gpu_id)
     .where(
-        _BOOKINGS.miner_id == bindparam("miner_id"),
+        _BOOKINGS.miner_id.in_(_MINER_IDS),
         _BOOKINGS.ended_at.is_(None),
         _BOOKINGS.status == ACTIVE,
     )
@@ -90,44 +94,57 @@ _ENDED_LEASES = (
     select(*_LEASE_COLUMNS)
     .join_from(Booking.__table__, Gpu.__table__, _GPUS.id == _BOOKINGS.gpu_id)
     .where(
-        _BOOKINGS.miner_id == bindparam("miner_id"),
+        _BOOKINGS.miner_id.in_(_MINER_IDS),
         _BOOKINGS.ended_at >= bindparam("ended_after", type_=UtcDateTime),
         _BOOKINGS.status != ACTIVE,
-        _BOOKINGS.lease_state.not_in(DONE_LEASE_STATES),
+        # Two comparisons, not not_in(): a literal tuple is an expanding parameter, which
+        # SQLAlchemy renders anew on every execution of this hot statement.
+        *(_BOOKINGS.lease_state != done for done in DONE_LEASE_STATES),
     )
 )
 _DESIRED_LEASES = union_all(_ACTIVE_LEASES, _ENDED_LEASES)
 
 
 def desired_leases(session: Session, miner_id: str, now: datetime) -> list[DesiredLease]:
-    """The leases the miner's agent should hold (`active`) or stop (`ended`), by start time.
+    """The leases the miner's agent should hold (`active`) or stop (`ended`), by start time."""
+    return desired_leases_at(session.connection(), {miner_id: now}).get(miner_id, [])
+
+
+def desired_leases_at(
+    conn: Connection, nows: Mapping[str, datetime]
+) -> dict[str, list[DesiredLease]]:
+    """For each miner, its desired leases at its own `now` (a batch of heartbeats, one query).
 
     Every active booking on the miner's GPUs, plus bookings ended in the last 24 h whose lease
     the agent has not yet acknowledged as `stopped` or `rejected`: one statement of two index
-    range scans on (miner_id, ended_at), so a miner's history does not slow its heartbeats.
-    Core, not ORM: this runs on every heartbeat and long-poll answer.
+    range scans on (miner_id, ended_at) per miner, so a miner's history does not slow its
+    heartbeats. Core, not ORM: this runs on every heartbeat and long-poll answer.
     """
-    rows = session.connection().execute(
-        _DESIRED_LEASES, {"miner_id": miner_id, "ended_after": now - ENDED_LEASE_HORIZON}
+    if not nows:
+        return {}
+    rows = conn.execute(
+        _DESIRED_LEASES,
+        {"miner_ids": list(nows), "ended_after": min(nows.values()) - ENDED_LEASE_HORIZON},
     )
-    leases: list[DesiredLease] = []
-    for booking_id, gpu_id, uuid, client_id, start, end, base_generation, status in sorted(
-        rows, key=lambda r: (r[4], r[0])
-    ):
-        state, generation = _lease_view(status, end, base_generation, now)
-        leases.append(
+    by_miner: dict[str, list[DesiredLease]] = {miner_id: [] for miner_id in nows}
+    for row in sorted(rows, key=lambda r: (r.start_time, r.id)):
+        now = nows[row.miner_id]
+        if row.ended_at is not None and row.ended_at < now - ENDED_LEASE_HORIZON:
+            continue  # the query's horizon is the batch's earliest now; this miner's is later
+        state, generation = _lease_view(row.status, row.end_time, row.lease_generation, now)
+        by_miner[row.miner_id].append(
             DesiredLease(
-                booking_id=booking_id,
-                gpu_id=gpu_id,
-                gpu_uuid=uuid,
-                client_id=client_id,
-                start_time=start,
-                end_time=end,
+                booking_id=row.id,
+                gpu_id=row.gpu_id,
+                gpu_uuid=row.uuid,
+                client_id=row.client_id,
+                start_time=row.start_time,
+                end_time=row.end_time,
                 generation=generation,
                 state=state,
             )
         )
-    return leases
+    return by_miner
 
 
 @dataclass(frozen=True)

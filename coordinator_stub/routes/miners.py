@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, literal, select, update
 from starlette.concurrency import run_in_threadpool
 
+from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.core import events
 from coordinator_stub.core.clock import Clock, rfc3339
 from coordinator_stub.db.engine import Database, insert_or_ignore
@@ -25,6 +26,7 @@ from coordinator_stub.deps import DbDep, MinerDep, NowDep, SettingsDep
 from coordinator_stub.errors import ForbiddenError, NotFoundError
 from coordinator_stub.ledger import transfers
 from coordinator_stub.miners import heartbeats, leases
+from coordinator_stub.miners.ingest import HeartbeatIngest
 from coordinator_stub.miners.wakeups import LeaseHub
 from coordinator_stub.routes.inputs import Capabilities, Metadata
 
@@ -199,42 +201,36 @@ def register_miner(
     response_model=HeartbeatOut,
     responses={404: {"description": "miner not registered"}},
 )
-def heartbeat(
-    body: HeartbeatIn, miner: MinerDep, db: DbDep, now: NowDep, settings: SettingsDep
-) -> Response:
+async def heartbeat(request: Request, body: HeartbeatIn, miner: MinerDep) -> Response:
     """Mark the miner alive, store each reported GPU's health and metrics, answer with the leases
-    it should hold. One transaction of a few statements: the miner row (RETURNING its lease
-    version), one read of the reported GPUs, one batched UPDATE for all of them, the leases.
+    it should hold. Stored by `miners.ingest` together with the heartbeats that arrive at the
+    same time: one transaction for all of them (group commit), awaited here on the event loop.
 
     The agent's `leases` report is for display only: it never ends a booking nor changes a
     generation (the agent learns the truth from the answer).
     """
-    ignored: list[str] = []
-    with db.write() as session:
-        conn = session.connection()  # Core on the hot path: the ORM layers cost more than SQLite
-        touched = heartbeats.touch_miner(
-            conn,
+    # The app's state, not three more dependencies: each costs a heartbeat ~10 % (profiled).
+    state = request.app.state
+    settings: CoordinatorSettings = state.settings
+    ingest: HeartbeatIngest = state.heartbeat_ingest
+    stored = await ingest.store(
+        heartbeats.Beat(
             miner_id=miner.subject,
-            now=now,
-            offline_after_s=settings.offline_after_s,
+            now=state.clock(),
             inflight=body.inflight,
             status_text=body.status,
             agent=body.agent.model_dump() if body.agent else {},
+            gpus=body.gpus,
         )
-        if touched is None:
-            raise NotFoundError("miner not registered")
-        lease_version = touched.lease_version
-        if touched.came_online:
-            events.emit_on_commit(session, "miner_online", miner_id=miner.subject)
-        if body.gpus:
-            ignored = heartbeats.store_gpu_reports(conn, miner.subject, body.gpus, now)
-        desired = leases.desired_leases(session, miner.subject, now)
+    )
+    if stored is None:
+        raise NotFoundError("miner not registered")
     answer = HeartbeatOut(
         heartbeat_interval_s=settings.heartbeat_interval_s,
-        lease_version=lease_version,
-        leases=[_lease_out(lease) for lease in desired],
-        ignored_gpus=ignored,
-        attest_requested=touched.attest_requested,
+        lease_version=stored.lease_version,
+        leases=[_lease_out(lease) for lease in stored.leases],
+        ignored_gpus=stored.ignored_gpus,
+        attest_requested=stored.attest_requested,
     )
     # Serialized here: FastAPI would validate the model a second time on the way out.
     return Response(answer.model_dump_json(), media_type="application/json")
