@@ -1,17 +1,18 @@
 """API keys: SHA-256 at rest, constant-time comparison, one role and subject per key.
 
 A key is stored only as its hash, named by a public `key_id`, and refused once `revoked_at` is
-set. Each process keeps the keys it has seen for `key_cache_ttl_s` (2 s by default): a
-revocation takes effect at once in the process that made it and within that time in every
-other process sharing the database. A subject belongs to one role: a client key for a miner's
-id would spend that miner's earnings. Who may call what is in docs/renter-quickstart.md
-(Conventions) and docs/api.md.
+set. Each process keeps the keys it has seen and asks the database which were revoked lately
+(`KeyCache`, `watch_revocations`): a revocation takes effect at once in the process that made
+it and within `key_cache_ttl_s` (2 s by default) in every other process sharing the database.
+A subject belongs to one role: a client key for a miner's id would spend that miner's earnings.
+Who may call what is in docs/renter-quickstart.md (Conventions) and docs/api.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -21,13 +22,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from coordinator_stub.config import SUBJECT_PATTERN
 from coordinator_stub.core.clock import new_id
-from coordinator_stub.db.engine import insert_or_ignore
+from coordinator_stub.db.engine import Database, insert_or_ignore
 from coordinator_stub.db.models import ApiKey
 from coordinator_stub.errors import ConflictError, NotFoundError, UnprocessableError
+
+log = logging.getLogger("coordinator.auth")
 
 ROLES = ("admin", "miner", "client")
 # Letters, digits and . _ @ -, starting with a letter or digit: safe in a log line, a shell
@@ -126,17 +130,33 @@ class _Seen:
     until: float  # time.monotonic() after which the database is asked again
 
 
-class KeyCache:
-    """Valid keys seen recently, by hash, each for `ttl_s`; unknown keys are always looked up.
+# A trusted key is re-read from the database after this long even if nothing revoked it.
+KEEP_S = 600.0
+# `drop_revoked` asks for revocations this much before its previous question: the revoking
+# process's clock (the CLI's, another coordinator's) may be behind this one's.
+REVOKED_CLOCK_MARGIN = timedelta(minutes=5)
 
-    `clock` is time.monotonic (tests pass their own).
+
+class KeyCache:
+    """Valid keys seen lately, by hash; unknown keys are always looked up.
+
+    A fleet's heartbeats come every 10 s from each host: re-reading each key after `ttl_s`
+    (2 s) would cost every heartbeat a database lookup. Instead every process asks, every
+    `ttl_s / 2`, which keys were revoked since it last asked (`drop_revoked`, one indexed
+    query) and forgets those; the rest stay trusted for `KEEP_S`. Trust lapses when that
+    question has not been answered within `ttl_s` (the database is down, the watch stopped):
+    every key is then looked up again, so a revoked key is refused by every process within
+    `ttl_s` whatever happens. `ttl_s` = 0 trusts nothing. `clock` is time.monotonic (tests
+    pass their own).
     """
 
     def __init__(self, ttl_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._known: dict[str, _Seen] = {}
         self._lock = threading.Lock()
-        self._ttl_s = ttl_s
+        self.ttl_s = ttl_s
         self._clock = clock
+        self._trusted_until = float("-inf")  # set by each answered drop_revoked
+        self._asked_since: datetime | None = None
 
     def peek(self, key: str) -> Principal | None:
         """The key's principal if it was seen within the TTL; never touches the database."""
@@ -145,7 +165,10 @@ class KeyCache:
             seen = self._known.get(key_hash)
             if seen is None:
                 return None
-            if seen.until < self._clock():
+            now = self._clock()
+            if now > self._trusted_until:
+                return None  # revocations unchecked lately: ask the database (kept for later)
+            if seen.until < now:
                 del self._known[key_hash]
                 return None
             return seen.principal
@@ -166,8 +189,39 @@ class KeyCache:
             return None, None
         principal = Principal(role=row.role, subject=row.subject)
         with self._lock:
-            self._known[key_hash] = _Seen(principal, self._clock() + self._ttl_s)
+            self._known[key_hash] = _Seen(principal, self._clock() + KEEP_S)
         return principal, row
+
+    def drop_revoked(self, session: Session, now: datetime) -> int:
+        """Forget the keys revoked since the last call (the first: in the last minutes) and
+        trust the rest for another `ttl_s`; returns how many were forgotten."""
+        asked_at = self._clock()
+        since = self._asked_since or now
+        revoked = session.scalars(
+            select(ApiKey.key_hash).where(ApiKey.revoked_at >= since - REVOKED_CLOCK_MARGIN)
+        ).all()
+        with self._lock:
+            dropped = sum(self._known.pop(key_hash, None) is not None for key_hash in revoked)
+            self._trusted_until = asked_at + self.ttl_s
+        self._asked_since = now
+        return dropped
+
+
+def watch_revocations(
+    cache: KeyCache, db: Database, clock: Callable[[], datetime], stop: threading.Event
+) -> None:
+    """Run `cache.drop_revoked` every `ttl_s / 2` until `stop` (a thread of the app's)."""
+    if cache.ttl_s <= 0:
+        return  # nothing is trusted, so nothing needs forgetting
+    while True:
+        try:
+            with db.read() as session:
+                cache.drop_revoked(session, clock())
+        except SQLAlchemyError:
+            # Trust lapses by itself after ttl_s: every key is looked up until this answers.
+            log.warning("key_revocations_unchecked", exc_info=True)
+        if stop.wait(cache.ttl_s / 2):
+            return
 
 
 def needs_use_noted(last_used_at: datetime | None, now: datetime) -> bool:

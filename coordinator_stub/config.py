@@ -168,8 +168,8 @@ class CoordinatorSettings(BaseSettings):
     key_cache_ttl_s: float = Field(
         default=2.0,
         ge=0,
-        description="How long a process trusts a key it has looked up; a revoked key is "
-        "refused by every process within this time (at once by the one that revoked it).",
+        description="A revoked key is refused by every process within this time (at once by "
+        "the one that revoked it): each process asks which keys were revoked every half of it.",
     )
     max_lease_polls_per_miner: int = Field(
         default=4,

@@ -73,6 +73,7 @@ class ApiKey(Base):
     __table_args__ = (
         Index("uq_api_keys_key_id", "key_id", unique=True),
         Index("ix_api_keys_subject", "subject"),  # one role per subject is checked by it
+        Index("ix_api_keys_revoked_at", "revoked_at"),  # KeyCache.drop_revoked asks by it
     )
 
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from coordinator_stub.auth import KeyCache, revoke_key, store_key
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.db.engine import Database
 from coordinator_stub.db.migrate import prepare_for_serve
@@ -141,3 +143,51 @@ def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> 
     for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         if extra.exists():
             assert stat.S_IMODE(extra.stat().st_mode) & 0o077 == 0, extra
+
+
+class _Ticks:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_key_cache_trusts_a_key_only_while_revocations_are_being_checked(
+    tmp_path: Path,
+) -> None:
+    """A fleet's keys are not re-read on every heartbeat, yet a revocation made by another
+    process is honoured within ttl_s, and nothing is trusted when the check stops answering."""
+    db = Database(f"sqlite:///{tmp_path / 'keys.db'}")
+    prepare_for_serve(db)
+    wall = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    key = "miner-key-for-the-cache-test-0123456789"
+    with db.write() as session:
+        key_id = store_key(session, key=key, role="miner", subject="host-77", now=wall)
+    ticks = _Ticks()
+    cache = KeyCache(ttl_s=2.0, clock=ticks)
+    with db.read() as session:
+        principal, _row = cache.lookup(session, key)
+    assert principal is not None
+    assert cache.peek(key) is None  # revocations never checked yet: nothing is trusted
+    with db.read() as session:
+        assert cache.drop_revoked(session, wall) == 0
+    assert cache.peek(key) == principal
+    ticks.now += 1.5
+    assert cache.peek(key) == principal  # no re-read within ttl_s of the last check
+    ticks.now += 1.0
+    assert cache.peek(key) is None  # the check is overdue: trust has lapsed
+    with db.read() as session:
+        cache.drop_revoked(session, wall)
+    assert cache.peek(key) == principal  # trusted again, long after its lookup
+    with db.write() as session:  # "another process" revokes it: this cache was not told
+        revoke_key(session, key_id=key_id, now=wall)
+    assert cache.peek(key) == principal
+    with db.read() as session:
+        assert cache.drop_revoked(session, wall) == 1
+    assert cache.peek(key) is None
+    with db.read() as session:
+        assert cache.lookup(session, key) == (None, None)
+    db.dispose()
