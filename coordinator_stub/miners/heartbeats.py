@@ -44,6 +44,7 @@ from coordinator_stub.core import events
 from coordinator_stub.core.clock import rfc3339
 from coordinator_stub.db.engine import Database
 from coordinator_stub.db.models import Gpu, Miner, UtcDateTime
+from coordinator_stub.db.prepared import Prepared
 from coordinator_stub.market.status import UNHEALTHY
 from coordinator_stub.miners.leases import DesiredLease, desired_leases_at
 
@@ -88,7 +89,7 @@ def online_heartbeats_after_beat(stale_before: ColumnElement[datetime]) -> Colum
 
 # One executemany for all miners of a batch; no RETURNING (executemany cannot return rows on
 # every driver): `_TOUCHED` reads the rows back in the same transaction.
-_TOUCH_MINER = (
+_TOUCH_MINER = Prepared(
     update(Miner)
     .where(_MINERS.id == bindparam("b_miner_id"), _MINERS.deregistered_at.is_(None))
     .values(
@@ -109,7 +110,7 @@ _NOW = bindparam("b_now", type_=UtcDateTime)
 # WHERE clause, and `unhealthy_since` keeps the moment the GPU first went unhealthy/lost (cleared
 # when it recovers; the provider-fault rule measures offline time from it), so nothing is read
 # first. A heartbeat of an unregistered miner (404) thus writes nothing to its GPUs either.
-_STORE_GPU_REPORT = (
+_STORE_GPU_REPORT = Prepared(
     update(Gpu)
     .where(
         _GPUS.id == bindparam("b_gpu_id"),
@@ -189,9 +190,9 @@ def store_beats(
     ordered = sorted(beats, key=lambda beat: beat.miner_id)
     gpu_rows = {beat.miner_id: _gpu_rows(beat) for beat in ordered}
     all_rows = [row for rows in gpu_rows.values() for row in rows.values()]
-    updated = conn.execute(_STORE_GPU_REPORT, all_rows).rowcount if all_rows else 0
-    conn.execute(
-        _TOUCH_MINER,
+    updated = _STORE_GPU_REPORT.execute(conn, all_rows).rowcount if all_rows else 0
+    _TOUCH_MINER.execute(
+        conn,
         [
             {
                 "b_miner_id": beat.miner_id,
