@@ -1,11 +1,11 @@
 """Heartbeat ingest: a miner's liveness and its GPUs' health and metrics, in a few statements.
 
 The heartbeat is the hot path of the miner protocol (one per host every few seconds), so this is
-SQLAlchemy Core with statements built once, and it stores a *batch* of heartbeats in one
-transaction (`miners.ingest` gathers concurrent ones: group commit): one executemany updates
-every reported GPU of the batch, one executemany touches every miner, one read returns their
-lease versions and one their desired leases. The route (`routes/miners.py`) parses the body
-and answers; this module only writes.
+statements built once, and it stores a *batch* of heartbeats in one transaction
+(`miners.ingest` gathers concurrent ones: group commit): one UPDATE for every reported GPU of
+the batch, one UPDATE ... RETURNING for every miner (their lease versions), one read of their
+desired leases. The route (`routes/miners.py`) parses the body and answers; this module only
+writes.
 
 Lock order: GPU rows before miner rows, like a booking (it share-locks the GPU, then bumps the
 miner's `lease_version`). The reverse order deadlocked on PostgreSQL under concurrent booking.
@@ -22,25 +22,27 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    bindparam,
+    CursorResult,
+    Dialect,
     case,
+    literal_column,
     or_,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from coordinator_stub.config import CoordinatorSettings
 from coordinator_stub.core import events
 from coordinator_stub.core.clock import rfc3339
 from coordinator_stub.db.engine import Database
-from coordinator_stub.db.models import Gpu, Miner, UtcDateTime
-from coordinator_stub.db.prepared import Prepared
+from coordinator_stub.db.models import Gpu, Miner
 from coordinator_stub.market.status import UNHEALTHY
 from coordinator_stub.miners.leases import DesiredLease, desired_leases_at
 
@@ -83,24 +85,6 @@ def online_heartbeats_after_beat(stale_before: ColumnElement[datetime]) -> Colum
     return case((was_offline, 0), else_=_MINERS.online_heartbeats + 1)
 
 
-# One executemany for all miners of a batch; no RETURNING (executemany cannot return rows on
-# every driver): `_TOUCHED` reads the rows back in the same transaction.
-_TOUCH_MINER = Prepared(
-    update(Miner)
-    .where(_MINERS.id == bindparam("b_miner_id"), _MINERS.deregistered_at.is_(None))
-    .values(
-        online_heartbeats=online_heartbeats_after_beat(
-            bindparam("b_stale_before", type_=UtcDateTime)
-        ),
-        last_heartbeat_at=bindparam("b_now", type_=UtcDateTime),
-        inflight=bindparam("b_inflight"),
-        status_text=bindparam("b_status_text"),
-        agent=bindparam("b_agent"),
-    )
-)
-_TOUCHED = select(
-    _MINERS.id, _MINERS.lease_version, _MINERS.online_heartbeats, _MINERS.attest_requested_at
-).where(_MINERS.id.in_(bindparam("b_miner_ids", expanding=True)), _MINERS.deregistered_at.is_(None))
 # All reported GPUs of a batch in ONE statement: the rows travel as one JSON array and are
 # joined in (`json_each` on SQLite, `jsonb_to_recordset` on PostgreSQL). An executemany
 # released and re-took the GIL around every row's SQLite step, and each time the writer waited
@@ -148,16 +132,63 @@ _STORE_GPU_REPORTS = {
 }
 
 
-def _store_gpu_reports(conn: Connection, rows: list[dict[str, Any]]) -> int:
-    """Update the reported GPUs in one statement; how many rows matched."""
-    dialect = conn.dialect.name
+def _came_online_case(dialect: Dialect) -> str:
+    """`online_heartbeats_after_beat` as SQL text over the batch row `v` (one rule, not two)."""
+    expression = online_heartbeats_after_beat(literal_column("v.stale_before"))
+    return str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+_TOUCH_MINERS_SET_WHERE = """
+SET online_heartbeats = {came_online},
+    last_heartbeat_at = v.now,
+    inflight = v.inflight,
+    status_text = v.status_text,
+    agent = v.agent
+FROM {rows}
+WHERE miners.id = v.miner_id AND miners.deregistered_at IS NULL
+RETURNING miners.id, miners.lease_version, miners.online_heartbeats, miners.attest_requested_at
+"""
+_MINER_TOUCH_FIELDS = ("miner_id", "now", "stale_before", "inflight", "status_text")
+# Every miner of the batch in one statement too, returning what the answers need.
+_TOUCH_MINERS = {
+    "sqlite": "UPDATE miners"  # noqa: S608
+    + _TOUCH_MINERS_SET_WHERE.format(
+        came_online=_came_online_case(sqlite.dialect()),
+        rows="(SELECT "  # noqa: S608
+        + ", ".join(f"value ->> '{name}' AS {name}" for name in _MINER_TOUCH_FIELDS)
+        + ", value -> 'agent' AS agent FROM json_each(?)) AS v",
+    ),
+    "postgresql": "UPDATE miners"
+    + _TOUCH_MINERS_SET_WHERE.format(
+        came_online=_came_online_case(postgresql.psycopg.dialect()),  # type: ignore[no-untyped-call]
+        rows="jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS v (miner_id text, now timestamp, "
+        "stale_before timestamp, inflight integer, status_text text, agent json)",
+    ),
+}
+
+
+def _update_from_json(
+    conn: Connection, statements: dict[str, str], rows: list[dict[str, Any]], times: tuple[str, ...]
+) -> CursorResult[Any]:
+    """Run a batch statement of `_STORE_GPU_REPORTS` / `_TOUCH_MINERS` over `rows`, sent as
+    one JSON parameter; `times` are the fields holding datetimes."""
     to_db = _GPUS.metrics_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    for row in rows:  # the timestamp as this database stores it (naive UTC), then as text
-        stored = to_db(row["now"]) if to_db else row["now"]
-        row["now"] = stored if isinstance(stored, str) else stored.isoformat(sep=" ")
-    payload = json.dumps(rows, separators=(",", ":"), allow_nan=False)  # NaN: refused by the model
+    for row in rows:  # each timestamp as this database stores it (naive UTC), then as text
+        for field in times:
+            stored = to_db(row[field]) if to_db else row[field]
+            row[field] = stored if isinstance(stored, str) else stored.isoformat(sep=" ")
+    payload = json.dumps(rows, separators=(",", ":"), allow_nan=False)  # NaN: the model refuses
+    dialect = conn.dialect.name
     params: Any = (payload,) if dialect == "sqlite" else {"rows": payload}
-    return conn.exec_driver_sql(_STORE_GPU_REPORTS[dialect], params).rowcount
+    return conn.exec_driver_sql(statements[dialect], params)
+
+
+class Touched(NamedTuple):
+    """A miner row as the batch update returned it."""
+
+    lease_version: int
+    online_heartbeats: int  # 0: it was offline before this heartbeat
+    attest_requested_at: object  # only compared with None (raw from the driver)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,25 +243,25 @@ def store_beats(
     ordered = sorted(beats, key=lambda beat: beat.miner_id)
     gpu_rows = {beat.miner_id: _gpu_rows(beat) for beat in ordered}
     all_rows = [row for rows in gpu_rows.values() for row in rows.values()]
-    updated = _store_gpu_reports(conn, all_rows) if all_rows else 0
-    _TOUCH_MINER.execute(
-        conn,
-        [
-            {
-                "b_miner_id": beat.miner_id,
-                "b_now": beat.now,
-                "b_stale_before": beat.now - timedelta(seconds=offline_after_s),
-                "b_inflight": beat.inflight,
-                "b_status_text": beat.status_text,
-                "b_agent": beat.agent,
-            }
-            for beat in ordered
-        ],
+    updated = (
+        _update_from_json(conn, _STORE_GPU_REPORTS, all_rows, ("now",)).rowcount if all_rows else 0
     )
-    touched = {
-        row.id: row
-        for row in conn.execute(_TOUCHED, {"b_miner_ids": [b.miner_id for b in ordered]})
-    }
+    touches = [
+        {
+            "miner_id": beat.miner_id,
+            "now": beat.now,
+            "stale_before": beat.now - timedelta(seconds=offline_after_s),
+            "inflight": beat.inflight,
+            "status_text": beat.status_text,
+            "agent": beat.agent,
+        }
+        for beat in ordered
+    ]
+    returned: list[tuple[Any, ...]] = [
+        tuple(row)
+        for row in _update_from_json(conn, _TOUCH_MINERS, touches, ("now", "stale_before"))
+    ]
+    touched = {row[0]: Touched(*row[1:]) for row in returned}
     registered = [beat for beat in ordered if beat.miner_id in touched]
     expected = sum(len(gpu_rows[beat.miner_id]) for beat in registered)
     ignored: dict[str, list[str]] = {}
