@@ -49,10 +49,17 @@ def start_coordinator(
 
     `env` is added to this process's environment (the COORDINATOR_* settings); `prefix` wraps
     the command (e.g. `py-spy record ... --`). Its stderr goes to a temporary file whose tail
-    is in the error if it exits or never becomes ready. The log level is `warning` (no access
-    log) unless $COORDINATOR_LOG_LEVEL says otherwise: `info` measures the access log's cost.
+    is in the error if it exits or never becomes ready; with $BENCH_LOG_DIR set, it is kept
+    there as coordinator-<port>.log instead. The log level is `warning` (no access log) unless
+    $COORDINATOR_LOG_LEVEL says otherwise: `info` measures the access log's cost.
     """
-    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed when the process is reaped or fails)
+    log_dir = os.environ.get("BENCH_LOG_DIR")
+    # Closed when the process is reaped or fails.
+    log = (
+        tempfile.TemporaryFile()  # noqa: SIM115
+        if not log_dir
+        else (Path(log_dir) / f"coordinator-{port}.log").open("w+b")
+    )
     proc = subprocess.Popen(
         [*(prefix or []), sys.executable, "-m", "coordinator_stub", "serve", "--port", str(port)],
         cwd=REPO,

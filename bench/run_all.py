@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "lease_latency": ["bench_lease_latency.py"],
     "agent_resources": ["bench_agent_resources.py"],
     "console_first_load": ["bench_console_load.py"],
+    "fleet_1000_hosts_sqlite": ["bench_fleet.py", "--hosts", "1000", "--duration", "30"],
 }
 # With a PostgreSQL to use (`make bench` runs under scripts/with-postgres.sh), its variants too.
 PG_URL = os.environ.get("TEST_POSTGRES_URL")
@@ -36,6 +37,15 @@ if PG_URL:
         PG_URL,
     ]
     BENCHMARKS["gpu_list_postgres"] = ["bench_gpu_list.py", "--postgres"]
+    BENCHMARKS["fleet_1000_hosts_2_coordinators"] = [
+        "bench_fleet.py",
+        "--hosts",
+        "1000",
+        "--duration",
+        "30",
+        "--coordinators",
+        "2",
+    ]
 
 
 def run_one(args: list[str]) -> dict[str, Any]:
