@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_heartbeat import Connection
-from bench_support import free_port, start_coordinator, stop
+from bench_support import free_port, miner_row, start_coordinator, stop
 
 from agent.link.wire import AgentIdentity, GpuReport, HeartbeatRequest
 
@@ -77,19 +77,7 @@ def populate(url: str, hosts: int, gpus: int) -> list[list[str]]:
     db = Database(url)
     prepare_for_serve(db)
     ids = [[f"gpu_{h:08x}{g:08x}" for g in range(gpus)] for h in range(hosts)]
-    miners = [
-        {
-            "id": f"host-{h:06d}",
-            "concurrency": 1,
-            "capabilities": {},
-            "agent": {},
-            "registered_at": now,
-            "last_heartbeat_at": now,
-            "lease_version": 0,
-            "inflight": 0,
-        }
-        for h in range(hosts)
-    ]
+    miners = [miner_row(f"host-{h:06d}", now) for h in range(hosts)]
     keys = [
         {
             "key_hash": hash_key(key_of(h)),

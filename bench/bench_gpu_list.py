@@ -33,7 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_support import free_port, start_coordinator
+from bench_support import free_port, miner_row, start_coordinator
 
 MODELS = [
     ("NVIDIA H100 80GB HBM3", 80, 2.5),
@@ -86,17 +86,7 @@ def populate(database_url: str, gpus: int) -> float:
         session.execute(
             insert(Miner),
             [
-                {
-                    "id": f"host-{m:03d}",
-                    "region": REGIONS[m % len(REGIONS)],
-                    "concurrency": 1,
-                    "capabilities": {},
-                    "agent": {},
-                    "registered_at": now,
-                    "last_heartbeat_at": now,
-                    "lease_version": 0,
-                    "inflight": 0,
-                }
+                miner_row(f"host-{m:03d}", now, region=REGIONS[m % len(REGIONS)])
                 for m in range(miners)
             ],
         )

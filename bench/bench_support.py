@@ -25,6 +25,22 @@ CLIENT_KEY = "bench-client-key-0123456789abcdef01"
 KEYS = f"admin:ops:{ADMIN_KEY},miner:bench-host:{MINER_KEY},client:alice:{CLIENT_KEY}"
 
 
+def miner_row(miner_id: str, now: Any, **columns: Any) -> dict[str, Any]:
+    """A `miners` row as registration leaves it, for benchmarks that fill the database
+    directly (`insert(Miner)`): just heartbeated, no leases yet."""
+    return {
+        "id": miner_id,
+        "concurrency": 1,
+        "capabilities": {},
+        "agent": {},
+        "registered_at": now,
+        "last_heartbeat_at": now,
+        "lease_version": 0,
+        "inflight": 0,
+        **columns,
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -53,11 +53,17 @@ def _outage(
     back_at = time.monotonic()
     wait_for("4 available GPUs again", lambda: _all_available(renter), timeout_s=15)
     print(f"recovered {time.monotonic() - back_at:.1f}s after the coordinator came back")
-    new_ids = sorted(agent.state()["gpu_ids"].values())
     if new_db is None:
-        assert new_ids == old_ids
+        assert sorted(agent.state()["gpu_ids"].values()) == old_ids
     else:
-        assert set(new_ids).isdisjoint(old_ids)  # registered afresh in the new database
+        # Registered afresh in the new database. The GPUs are available from their
+        # registration on; the agent saves their ids once all four are registered, a moment
+        # later, so the state file is read until it has them.
+        def saved_new_ids() -> list[str] | None:
+            saved = sorted(agent.state()["gpu_ids"].values())
+            return saved if len(saved) == 4 and set(saved).isdisjoint(old_ids) else None
+
+        wait_for("the new GPU ids in the agent's state", saved_new_ids, timeout_s=5)
         assert agent.events("miner_registered")[-1]["gpus"] == 4
         assert agent.events("heartbeat_rejected")  # the 404 that triggered it
     assert time.monotonic() - started < outage_s + 30
