@@ -239,6 +239,14 @@ class ProcessCollector(Collector):
         for event, n in events.counts().items():
             logged.add_metric([event], float(n))
         yield logged
+        sweeper = getattr(self._app.state, "sweeper", None)
+        if sweeper is not None:
+            leading = GaugeMetricFamily(
+                "aitbc_coordinator_sweeper_leading",
+                "1 when this process runs the background sweeps (one per PostgreSQL database)",
+            )
+            leading.add_metric([], 1.0 if sweeper.leadership.leading else 0.0)
+            yield leading
         hub = getattr(self._app.state, "lease_hub", None)
         if hub is not None:
             polls = GaugeMetricFamily(
