@@ -22,6 +22,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import (
@@ -93,11 +94,8 @@ def online_heartbeats_after_beat(stale_before: ColumnElement[datetime]) -> Colum
 # `unhealthy_since` keeps the moment the GPU first went unhealthy/lost (cleared when it
 # recovers; the provider-fault rule measures offline time from it), so nothing is read first.
 # A heartbeat of an unregistered miner (404) thus writes nothing to its GPUs either.
-_GPU_REPORT_FIELDS = (
-    "gpu_id", "miner_id", "uuid", "health", "health_reason", "unhealthy",
-    "utilization_pct", "memory_used_mib", "temperature_c", "power_draw_w", "now",
-)  # fmt: skip
-_STORE_GPU_REPORTS_SET_WHERE = """
+_STORE_GPU_REPORTS_SQL = """
+UPDATE gpus
 SET health = v.health,
     health_reason = v.health_reason,
     unhealthy_since = CASE WHEN v.unhealthy THEN coalesce(gpus.unhealthy_since, v.now) END,
@@ -115,30 +113,9 @@ WHERE gpus.id = v.gpu_id
     SELECT 1 FROM miners WHERE miners.id = gpus.miner_id AND miners.deregistered_at IS NULL
   )
 """
-# Built from the constants above only (no input reaches the SQL text: rows are one parameter).
-_STORE_GPU_REPORTS = {
-    "sqlite": "UPDATE gpus"  # noqa: S608
-    + _STORE_GPU_REPORTS_SET_WHERE.format(
-        rows="(SELECT "  # noqa: S608
-        + ", ".join(f"value ->> '{name}' AS {name}" for name in _GPU_REPORT_FIELDS)
-        + " FROM json_each(?)) AS v"
-    ),
-    "postgresql": "UPDATE gpus"
-    + _STORE_GPU_REPORTS_SET_WHERE.format(
-        rows="jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS v (gpu_id text, miner_id text, "
-        "uuid text, health text, health_reason text, unhealthy boolean, utilization_pct float8, "
-        "memory_used_mib float8, temperature_c float8, power_draw_w float8, now timestamp)"
-    ),
-}
-
-
-def _came_online_case(dialect: Dialect) -> str:
-    """`online_heartbeats_after_beat` as SQL text over the batch row `v` (one rule, not two)."""
-    expression = online_heartbeats_after_beat(literal_column("v.stale_before"))
-    return str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-
-
-_TOUCH_MINERS_SET_WHERE = """
+# Every miner of the batch in one statement too, returning what the answers need.
+_TOUCH_MINERS_SQL = """
+UPDATE miners
 SET online_heartbeats = {came_online},
     last_heartbeat_at = v.now,
     inflight = v.inflight,
@@ -148,39 +125,86 @@ FROM {rows}
 WHERE miners.id = v.miner_id AND miners.deregistered_at IS NULL
 RETURNING miners.id, miners.lease_version, miners.online_heartbeats, miners.attest_requested_at
 """
-_MINER_TOUCH_FIELDS = ("miner_id", "now", "stale_before", "inflight", "status_text")
-# Every miner of the batch in one statement too, returning what the answers need.
-_TOUCH_MINERS = {
-    "sqlite": "UPDATE miners"  # noqa: S608
-    + _TOUCH_MINERS_SET_WHERE.format(
-        came_online=_came_online_case(sqlite.dialect()),
-        rows="(SELECT "  # noqa: S608
-        + ", ".join(f"value ->> '{name}' AS {name}" for name in _MINER_TOUCH_FIELDS)
-        + ", value -> 'agent' AS agent FROM json_each(?)) AS v",
-    ),
-    "postgresql": "UPDATE miners"
-    + _TOUCH_MINERS_SET_WHERE.format(
-        came_online=_came_online_case(postgresql.psycopg.dialect()),  # type: ignore[no-untyped-call]
-        rows="jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS v (miner_id text, now timestamp, "
-        "stale_before timestamp, inflight integer, status_text text, agent json)",
-    ),
+_DIALECTS: dict[str, Dialect] = {
+    "sqlite": sqlite.dialect(),
+    "postgresql": postgresql.psycopg.dialect(),  # type: ignore[no-untyped-call]
 }
 
 
+def _came_online_case(dialect: Dialect) -> str:
+    """`online_heartbeats_after_beat` as SQL text over the batch row `v` (one rule, not two)."""
+    expression = online_heartbeats_after_beat(literal_column("v.stale_before"))
+    return str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _json_rows(dialect: str, columns: dict[str, str]) -> str:
+    """The batch's rows as the table `v`, read from its one JSON parameter; `columns` names
+    each field with its PostgreSQL type (a `json` field stays JSON on SQLite too)."""
+    if dialect == "sqlite":
+        fields = ", ".join(
+            f"value {'->' if kind == 'json' else '->>'} '{name}' AS {name}"
+            for name, kind in columns.items()
+        )
+        return f"(SELECT {fields} FROM json_each(?)) AS v"  # noqa: S608 (constants only)
+    typed = ", ".join(f"{name} {kind}" for name, kind in columns.items())
+    return f"jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS v ({typed})"
+
+
+@dataclass(frozen=True)
+class _BatchUpdate:
+    """A batch statement and the fields of its rows; the SQL text is built from constants only
+    (no input reaches it: the rows are one parameter)."""
+
+    template: str
+    columns: dict[str, str]  # field -> PostgreSQL type
+
+    @cached_property
+    def sql(self) -> dict[str, str]:
+        return {
+            name: self.template.format(
+                rows=_json_rows(name, self.columns), came_online=_came_online_case(dialect)
+            )
+            for name, dialect in _DIALECTS.items()
+        }
+
+    @cached_property
+    def times(self) -> tuple[str, ...]:
+        return tuple(name for name, kind in self.columns.items() if kind == "timestamp")
+
+
+_STORE_GPU_REPORTS = _BatchUpdate(
+    _STORE_GPU_REPORTS_SQL,
+    {
+        "gpu_id": "text", "miner_id": "text", "uuid": "text", "health": "text",
+        "health_reason": "text", "unhealthy": "boolean", "utilization_pct": "float8",
+        "memory_used_mib": "float8", "temperature_c": "float8", "power_draw_w": "float8",
+        "now": "timestamp",
+    },
+)  # fmt: skip
+_TOUCH_MINERS = _BatchUpdate(
+    _TOUCH_MINERS_SQL,
+    {
+        "miner_id": "text", "now": "timestamp", "stale_before": "timestamp",
+        "inflight": "integer", "status_text": "text", "agent": "json",
+    },
+)  # fmt: skip
+# How each timestamp is stored (naive UTC; SQLite: text in SQLAlchemy's format).
+_TIMESTAMP = _GPUS.metrics_at.type
+
+
 def _update_from_json(
-    conn: Connection, statements: dict[str, str], rows: list[dict[str, Any]], times: tuple[str, ...]
+    conn: Connection, statement: _BatchUpdate, rows: list[dict[str, Any]]
 ) -> CursorResult[Any]:
-    """Run a batch statement of `_STORE_GPU_REPORTS` / `_TOUCH_MINERS` over `rows`, sent as
-    one JSON parameter; `times` are the fields holding datetimes."""
-    to_db = _GPUS.metrics_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    for row in rows:  # each timestamp as this database stores it (naive UTC), then as text
-        for field in times:
+    """Run a batch statement over `rows`, sent as one JSON parameter."""
+    to_db = _TIMESTAMP.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    for row in rows:  # each timestamp as this database stores it, then as text
+        for field in statement.times:
             stored = to_db(row[field]) if to_db else row[field]
             row[field] = stored if isinstance(stored, str) else stored.isoformat(sep=" ")
     payload = json.dumps(rows, separators=(",", ":"), allow_nan=False)  # NaN: the model refuses
     dialect = conn.dialect.name
     params: Any = (payload,) if dialect == "sqlite" else {"rows": payload}
-    return conn.exec_driver_sql(statements[dialect], params)
+    return conn.exec_driver_sql(statement.sql[dialect], params)
 
 
 class Touched(NamedTuple):
@@ -208,7 +232,6 @@ class Stored:
     """A registered miner's state after its heartbeat, for the answer."""
 
     lease_version: int
-    came_online: bool  # it was offline before this heartbeat
     attest_requested: bool  # an admin asked it to attest its GPUs
     ignored_gpus: list[str]  # reported gpu ids not its own, or whose uuid differs
     leases: list[DesiredLease]
@@ -243,9 +266,7 @@ def store_beats(
     ordered = sorted(beats, key=lambda beat: beat.miner_id)
     gpu_rows = {beat.miner_id: _gpu_rows(beat) for beat in ordered}
     all_rows = [row for rows in gpu_rows.values() for row in rows.values()]
-    updated = (
-        _update_from_json(conn, _STORE_GPU_REPORTS, all_rows, ("now",)).rowcount if all_rows else 0
-    )
+    updated = _update_from_json(conn, _STORE_GPU_REPORTS, all_rows).rowcount if all_rows else 0
     touches = [
         {
             "miner_id": beat.miner_id,
@@ -258,8 +279,7 @@ def store_beats(
         for beat in ordered
     ]
     returned: list[tuple[Any, ...]] = [
-        tuple(row)
-        for row in _update_from_json(conn, _TOUCH_MINERS, touches, ("now", "stale_before"))
+        tuple(row) for row in _update_from_json(conn, _TOUCH_MINERS, touches)
     ]
     touched = {row[0]: Touched(*row[1:]) for row in returned}
     registered = [beat for beat in ordered if beat.miner_id in touched]
@@ -281,7 +301,6 @@ def store_beats(
         results.append(
             Stored(
                 lease_version=row.lease_version,
-                came_online=row.online_heartbeats == 0,
                 attest_requested=row.attest_requested_at is not None,
                 ignored_gpus=ignored.get(beat.miner_id, []),
                 leases=leases[beat.miner_id],

@@ -87,9 +87,9 @@ class HeartbeatIngest:
                     stop = True
                 else:
                     waiting.append(item)
-            batch: dict[str, _Pending] = {}
+            batch: dict[str, _Pending] = {}  # at most max_batch: so is `waiting`
             for pending in waiting:
-                if pending.beat.miner_id in batch or len(batch) >= self._max_batch:
+                if pending.beat.miner_id in batch:
                     deferred.append(pending)
                 else:
                     batch[pending.beat.miner_id] = pending

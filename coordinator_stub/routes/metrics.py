@@ -241,20 +241,18 @@ class ProcessCollector(Collector):
         yield logged
         sweeper = getattr(self._app.state, "sweeper", None)
         if sweeper is not None:
-            leading = GaugeMetricFamily(
+            yield GaugeMetricFamily(
                 "aitbc_coordinator_sweeper_leading",
                 "1 when this process runs the background sweeps (one per PostgreSQL database)",
+                value=1.0 if sweeper.leadership.leading else 0.0,
             )
-            leading.add_metric([], 1.0 if sweeper.leadership.leading else 0.0)
-            yield leading
         hub = getattr(self._app.state, "lease_hub", None)
         if hub is not None:
-            polls = GaugeMetricFamily(
+            yield GaugeMetricFamily(
                 "aitbc_coordinator_lease_polls_open",
                 "Lease long polls this process holds open (one client socket each)",
+                value=float(hub.open_polls()),
             )
-            polls.add_metric([], float(hub.open_polls()))
-            yield polls
 
 
 def install(app: FastAPI, settings: CoordinatorSettings, clock: Callable[[], datetime]) -> None:
