@@ -9,11 +9,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 import httpx
 import pytest
@@ -147,3 +147,20 @@ def wait_until_healthy(
             pass
         time.sleep(0.1)
     raise RuntimeError(f"coordinator at {base} not ready after {timeout_s}s")
+
+
+T = TypeVar("T")
+
+
+def wait_for(
+    what: str, probe: Callable[[], T | None], *, timeout_s: float = 10, every_s: float = 0.05
+) -> T:
+    """Call `probe` until it returns something truthy; AssertionError naming `what` if not."""
+    deadline = time.monotonic() + timeout_s
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")

@@ -16,15 +16,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
-from tests.support import ADMIN_KEY, CLIENT_KEY, MINER_KEY, REPO, auth
-
-T = TypeVar("T")
+from tests.support import ADMIN_KEY, CLIENT_KEY, MINER_KEY, REPO, auth, wait_for
 
 HEARTBEAT_S = 0.5
 OFFLINE_AFTER_S = 2.0
@@ -48,20 +45,6 @@ echo "hook: lease $AITBC_LEASE_ID $1"
 while [ -e "$dir/gate-$1" ]; do sleep 0.02; done
 echo "$1 end $AITBC_LEASE_ID $(date +%s.%N)" >> "$dir/hooks.log"
 """
-
-
-def wait_for(
-    what: str, probe: Callable[[], T | None], *, timeout_s: float = 10, every_s: float = 0.05
-) -> T:
-    """Call `probe` until it returns something truthy; AssertionError naming `what` if not."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
 
 
 class NotifySocket:

@@ -10,7 +10,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from agent.lease.state import StateStore
 from agent.lease.worker import LeaseWorker
 from agent.link.client import CoordinatorClient
 from agent.link.wire import DesiredLease
+from tests.support import wait_for
 
 GPUS = {
     "GPU-0": GpuView(uuid="GPU-0", index=0, gpu_id="gpu_0", healthy=True),
@@ -122,16 +123,6 @@ def host(tmp_path: Path) -> Iterator[Host]:
     h.thread.join(timeout=5)
     h.worker.step()  # wait for hook threads still running, so none outlives the test
     h.client.close()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 10) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def lease(

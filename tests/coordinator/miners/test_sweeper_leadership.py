@@ -4,7 +4,6 @@ advisory lock sweeps; when it dies another takes over, and expired bookings stil
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import httpx
 import pytest
 
 from tests.coordinator.miner_support import account, book, credit, online_gpu
-from tests.support import CLIENT_KEY, fresh_postgres_database, live_coordinator
+from tests.support import CLIENT_KEY, fresh_postgres_database, live_coordinator, wait_for
 
 LEADING = "aitbc_coordinator_sweeper_leading"
 
@@ -24,13 +23,6 @@ def _leading(base: str) -> bool:
     raise AssertionError(f"{LEADING} missing from {base}/metrics")
 
 
-def _until(what: str, probe: Callable[[], bool], timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-
-
 @pytest.mark.postgres
 def test_one_of_two_processes_sweeps_and_the_other_takes_over() -> None:
     url = fresh_postgres_database()
@@ -40,14 +32,14 @@ def test_one_of_two_processes_sweeps_and_the_other_takes_over() -> None:
             first.enter_context(live_coordinator(url, env=env)),
             second.enter_context(live_coordinator(url, env=env)),
         ]
-        _until("one leader", lambda: sum(map(_leading, bases)) == 1)
+        wait_for("one leader", lambda: sum(map(_leading, bases)) == 1)
         time.sleep(1.0)  # several passes later, still exactly one
         leaders = [_leading(base) for base in bases]
         assert sum(leaders) == 1
         leader, other = (first, second) if leaders[0] else (second, first)
         survivor = bases[1] if leaders[0] else bases[0]
         leader.close()  # the leading process stops; its lock goes with its connection
-        _until("the other process leads", lambda: _leading(survivor))
+        wait_for("the other process leads", lambda: _leading(survivor))
         # And it really sweeps: a booking that runs out is settled without any API call
         # (the renter's escrow is paid out; reads alone would only show it as ended).
         with httpx.Client(base_url=survivor, timeout=10) as client:
@@ -55,7 +47,7 @@ def test_one_of_two_processes_sweeps_and_the_other_takes_over() -> None:
             credit(client)
             book(client, gpu_id, hours=2 / 3600)
             assert account(client, CLIENT_KEY)["escrowed"] > 0
-            _until(
+            wait_for(
                 "the expired booking settled by the sweeper",
                 lambda: account(client, CLIENT_KEY)["escrowed"] == 0,
                 timeout_s=15,
@@ -65,4 +57,4 @@ def test_one_of_two_processes_sweeps_and_the_other_takes_over() -> None:
 
 def test_every_process_sweeps_on_sqlite(tmp_path: Path) -> None:
     with live_coordinator(f"sqlite:///{tmp_path / 'c.db'}") as base:
-        _until("the sweeper's first pass", lambda: _leading(base))
+        wait_for("the sweeper's first pass", lambda: _leading(base))
